@@ -1,0 +1,59 @@
+# Switchboard's commands. `make run` serves; `make test` installs what the tests need and runs them.
+# Parts owned by one area (clients, services, bench) live in mk/*.mk and add themselves to
+# TEST_TARGETS, so this file stays short.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(wildcard protos/switchboard/v1/*.proto)
+STUB_DIR := server/switchboard/v1
+
+# Extra targets `make test` runs after the Python suite; fragments in mk/ append to it.
+TEST_TARGETS :=
+
+.PHONY: run test venv protos check-protos lint pytest help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run     - install into $(VENV) and serve on 127.0.0.1:50051 (seed catalog, simulated providers)"
+	@echo "make test    - install everything the tests need and run every test"
+	@echo "make protos  - regenerate the Python stubs from protos/"
+	@echo "make lint    - buf lint, ruff and mypy"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/switchboard serve $(ARGS)
+
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=server --pyi_out=server --grpc_python_out=server $(PROTO_FILES)
+
+# Fails when the checked-in stubs differ from what the protos generate.
+check-protos: $(STAMP)
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_FILES); \
+	for f in $$tmp/switchboard/v1/*; do \
+	  cmp -s $$f $(STUB_DIR)/$$(basename $$f) || { echo "stale stub: $(STUB_DIR)/$$(basename $$f); run 'make protos'"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "python stubs match protos/"
+
+lint: $(STAMP)
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+-include mk/*.mk
+
+test: $(STAMP) check-protos lint pytest $(TEST_TARGETS)
+	@echo "make test: all green"
