@@ -1,0 +1,196 @@
+"""The ``switchboard`` command: ``serve`` runs the server; ``models``, ``select`` and ``generate``
+call a running one so a person can try it without writing code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from switchboard.errors import ConfigError
+from switchboard.settings import add_serve_arguments, settings_from_args
+from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _enum_choice(enum: object, prefix: str) -> list[str]:
+    names: list[str] = list(enum.keys())  # type: ignore[attr-defined]
+    return [n.removeprefix(prefix).lower() for n in names if not n.endswith("_UNSPECIFIED")]
+
+
+def _request_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--account", default="cli-user", help="account id (default: cli-user)")
+    p.add_argument("--modality", choices=_enum_choice(catalog_pb2.Modality, "MODALITY_"), default="text")
+    p.add_argument("--capability", action="append", default=[], metavar="NAME",
+                   choices=_enum_choice(catalog_pb2.Capability, "CAPABILITY_"), help="required capability (repeatable)")
+    p.add_argument("--attach", action="append", default=[], metavar="MIME[=FILE]",
+                   help="attachment by MIME type, optionally with a file to send (repeatable)")
+    p.add_argument("--web-search", action="store_true")
+    p.add_argument("--json-schema", help="structured output: a JSON Schema (text)")
+    p.add_argument("--reasoning", action="store_true")
+    p.add_argument("--language", default="", help="speech language (BCP-47)")
+    p.add_argument("--pin", default="", metavar="MODEL_ID", help="use exactly this model")
+    p.add_argument("--tier", choices=_enum_choice(catalog_pb2.Tier, "TIER_"), help="preferred tier")
+    p.add_argument("--max-credits", type=int, help="cost cap")
+
+
+def _build_request(args: argparse.Namespace, prompt: str) -> router_pb2.GenerateRequest:
+    req = router_pb2.GenerateRequest(
+        account_id=args.account,
+        modality=catalog_pb2.Modality.Value("MODALITY_" + args.modality.upper()),
+        required_capabilities=[catalog_pb2.Capability.Value("CAPABILITY_" + c.upper()) for c in args.capability],
+        prompt=prompt,
+        pinned_model_id=args.pin,
+    )
+    for spec in args.attach:
+        mime, _, path = spec.partition("=")
+        attachment = req.attachments.add(mime_type=mime)
+        if path:
+            with open(path, "rb") as fh:
+                attachment.data = fh.read()
+        elif args.command == "generate":
+            attachment.uri = "cli://no-file"
+    req.options.web_search = args.web_search
+    req.options.reasoning = args.reasoning
+    req.options.language = args.language
+    if args.json_schema:
+        req.options.structured_output.json_schema = args.json_schema
+    if args.tier:
+        req.preferred_tier = catalog_pb2.Tier.Value("TIER_" + args.tier.upper())
+    if args.max_credits is not None:
+        req.max_credits = args.max_credits
+    return req
+
+
+def _error(exc: grpc.aio.AioRpcError) -> int:
+    print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    for detail in status.details if status else []:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            print(f"reason: {info.reason}", file=sys.stderr)
+            for key, value in sorted(info.metadata.items()):
+                print(f"  {key}: {value}", file=sys.stderr)
+    return 1
+
+
+async def _client(args: argparse.Namespace) -> int:
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        try:
+            if args.command == "models":
+                return await _models(stub, args)
+            if args.command == "select":
+                resp = await stub.SelectModel(
+                    router_pb2.SelectModelRequest(request=_build_request(args, args.prompt)), timeout=args.timeout
+                )
+                print(json_format.MessageToJson(resp.decision) if args.json else _describe(resp.decision))
+                return 0
+            return await _generate(stub, args)
+        except grpc.aio.AioRpcError as exc:
+            return _error(exc)
+
+
+async def _models(stub: router_pb2_grpc.RouterServiceStub, args: argparse.Namespace) -> int:
+    req = router_pb2.ListModelsRequest(provider=args.provider or "")
+    if args.modality:
+        req.modality = catalog_pb2.Modality.Value("MODALITY_" + args.modality.upper())
+    resp = await stub.ListModels(req, timeout=args.timeout)
+    if args.json:
+        print(json_format.MessageToJson(resp))
+        return 0
+    for item in resp.models:
+        m = item.model
+        flags = (" simulated" if item.simulated else "") + (
+            " cooling-down" if item.health == router_pb2.MODEL_HEALTH_COOLING_DOWN else ""
+        )
+        print(
+            f"{m.id:42} {catalog_pb2.Modality.Name(m.modality)[9:].lower():7} "
+            f"{catalog_pb2.Tier.Name(m.tier)[5:].lower():9} {m.price.credits_per_request:>4} cr  {m.provider}{flags}"
+        )
+    return 0
+
+
+def _describe(d: router_pb2.Decision) -> str:
+    lines = [
+        f"model:     {d.model.id} ({catalog_pb2.Tier.Name(d.model.tier)[5:].lower()}, {d.model.provider})",
+        f"mode:      {router_pb2.SelectionMode.Name(d.mode)[15:].lower()}",
+        f"credits:   {d.estimated_credits}",
+        f"fallbacks: {', '.join(d.fallback_model_ids) or '-'}",
+    ]
+    if d.simulated:
+        lines.append("note:      served by the simulated provider")
+    return "\n".join(lines)
+
+
+async def _generate(stub: router_pb2_grpc.RouterServiceStub, args: argparse.Namespace) -> int:
+    call = stub.Generate(_build_request(args, args.prompt), timeout=args.timeout)
+    async for frame in call:
+        kind = frame.WhichOneof("event")
+        if kind == "decision":
+            tag = " [simulated]" if frame.decision.simulated else ""
+            print(f"# model {frame.decision.model.id}{tag}", file=sys.stderr)
+        elif kind == "fallback":
+            print(f"# {frame.fallback.from_model_id} failed ({frame.fallback.reason}); "
+                  f"trying {frame.fallback.to_model_id}", file=sys.stderr)
+        elif kind == "delta":
+            print(frame.delta.text, end="", flush=True)
+        elif kind == "artifact":
+            out = args.output or f"switchboard-output.{frame.artifact.mime_type.split('/')[-1]}"
+            with open(out, "wb") as fh:
+                fh.write(frame.artifact.data)
+            print(f"# wrote {frame.artifact.mime_type} to {out}", file=sys.stderr)
+        elif kind == "tool_call":
+            print(f"# tool call {frame.tool_call.name}({frame.tool_call.arguments_json})", file=sys.stderr)
+        elif kind == "completion":
+            c = frame.completion
+            print(f"\n# done: {router_pb2.FinishReason.Name(c.finish_reason)[14:].lower()}, "
+                  f"{c.usage.input_tokens}+{c.usage.output_tokens} tokens, {c.credits_charged} credits"
+                  + (f", balance {c.balance_remaining}" if c.HasField("balance_remaining") else ""),
+                  file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``switchboard`` command."""
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    add_serve_arguments(serve, os.environ)
+    for name, helptext in (("models", "list the catalog"), ("select", "show the decision for a request"),
+                           ("generate", "stream a generation to the terminal")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--target", default=os.environ.get("SWITCHBOARD_TARGET", DEFAULT_TARGET))
+        p.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+        p.add_argument("--json", action="store_true", help="print the response as JSON")
+        if name == "models":
+            p.add_argument("--modality", choices=_enum_choice(catalog_pb2.Modality, "MODALITY_"))
+            p.add_argument("--provider")
+        else:
+            p.add_argument("prompt", nargs="?", default="Hello")
+            _request_arguments(p)
+            p.add_argument("--output", help="generate: where to write an image, video or audio artifact")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
+
+        try:
+            asyncio.run(run_server(settings_from_args(args)))
+        except ConfigError as exc:
+            print(f"switchboard: bad config: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    return asyncio.run(_client(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Converts protobuf messages to the core's types and back, validating what comes off the wire.
+
+Validation failures raise ``InvalidRequestError`` with a precise reason and the field's path in
+the metadata; nothing here knows about gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from switchboard.errors import InvalidRequestError
+from switchboard.selection import derive_requirements
+from switchboard.types import (
+    Artifact,
+    Attachment,
+    Capability,
+    ChatMessage,
+    Decision,
+    GenerationOptions,
+    GenerationRequest,
+    Modality,
+    Model,
+    NotChosen,
+    Role,
+    SelectionRequest,
+    Tier,
+    ToolCallEvent,
+    ToolSpec,
+)
+from switchboard.v1 import catalog_pb2, router_pb2
+
+_E = TypeVar("_E", Modality, Tier, Capability, Role)
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_MAX_ID = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one request may carry."""
+
+    max_prompt_chars: int = 4_000_000
+    max_messages: int = 2_000
+    max_attachments: int = 64
+    max_tools: int = 128
+
+
+def _required(field: str, what: str = "is required") -> InvalidRequestError:
+    return InvalidRequestError("FIELD_REQUIRED", f"{field} {what}", {"field": field})
+
+
+def _invalid(field: str, problem: str) -> InvalidRequestError:
+    return InvalidRequestError("INVALID_FIELD", f"{field}: {problem}", {"field": field})
+
+
+def enum_value(cls: type[_E], value: int, field: str, *, required: bool) -> _E | None:
+    if value == 0:
+        if required:
+            raise _required(field)
+        return None
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidRequestError(
+            "INVALID_ENUM_VALUE", f"{field}: {value} is not a known value", {"field": field, "value": str(value)}
+        ) from None
+
+
+def _identifier(value: str, field: str) -> str:
+    if len(value) > _MAX_ID:
+        raise _invalid(field, f"longer than {_MAX_ID} characters")
+    return value
+
+
+def _attachments(items: Iterable[router_pb2.Attachment], field: str, need_content: bool) -> list[Attachment]:
+    out = []
+    for i, a in enumerate(items):
+        where = f"{field}[{i}]"
+        if not a.mime_type:
+            raise _required(f"{where}.mime_type")
+        source = a.WhichOneof("source")
+        if need_content and source is None:
+            raise _required(f"{where}.data", "or uri is required by Generate")
+        out.append(Attachment(mime_type=a.mime_type, data=a.data, uri=a.uri, name=a.name))
+    return out
+
+
+def generation_request(
+    pb: router_pb2.GenerateRequest, limits: Limits, *, need_content: bool, field: str = ""
+) -> GenerationRequest:
+    """Validate ``pb`` and convert it; ``need_content`` is True for Generate (attachments need
+    data or a URI), False for SelectModel (a MIME type is enough)."""
+    f = field
+    account = pb.account_id.strip()
+    if not account:
+        raise _required(f"{f}account_id")
+    _identifier(account, f"{f}account_id")
+    request_id = _identifier(pb.request_id, f"{f}request_id") or uuid.uuid4().hex
+    modality = enum_value(Modality, pb.modality, f"{f}modality", required=True)
+    assert modality is not None
+    caps = [enum_value(Capability, c, f"{f}required_capabilities", required=True) for c in pb.required_capabilities]
+    tier = enum_value(Tier, pb.preferred_tier, f"{f}preferred_tier", required=False)
+
+    content = pb.WhichOneof("content")
+    attachments = _attachments(pb.attachments, f"{f}attachments", need_content)
+    messages: list[ChatMessage] = []
+    if content is None:
+        raise InvalidRequestError(
+            "EMPTY_PROMPT", f"{f}prompt or {f}conversation is required", {"field": f"{f}prompt"}
+        )
+    if content == "prompt":
+        if not pb.prompt.strip():
+            raise InvalidRequestError("EMPTY_PROMPT", f"{f}prompt is empty", {"field": f"{f}prompt"})
+        size = len(pb.prompt)
+    else:
+        if not pb.conversation.messages:
+            raise InvalidRequestError(
+                "EMPTY_PROMPT", f"{f}conversation has no messages", {"field": f"{f}conversation.messages"}
+            )
+        if len(pb.conversation.messages) > limits.max_messages:
+            raise _invalid(f"{f}conversation.messages", f"more than {limits.max_messages} messages")
+        size = 0
+        for i, m in enumerate(pb.conversation.messages):
+            where = f"{f}conversation.messages[{i}]"
+            role = enum_value(Role, m.role, f"{where}.role", required=True)
+            assert role is not None
+            msg_attachments = _attachments(m.attachments, f"{where}.attachments", need_content)
+            if not m.content.strip() and not msg_attachments:
+                raise InvalidRequestError("EMPTY_PROMPT", f"{where} has no content", {"field": f"{where}.content"})
+            size += len(m.content)
+            messages.append(ChatMessage(role=role, content=m.content, attachments=tuple(msg_attachments)))
+        if all(m.role is Role.SYSTEM for m in messages):
+            raise InvalidRequestError(
+                "EMPTY_PROMPT", f"{f}conversation has only system messages", {"field": f"{f}conversation.messages"}
+            )
+    if size > limits.max_prompt_chars:
+        raise InvalidRequestError(
+            "PROMPT_TOO_LARGE",
+            f"the prompt has {size} characters; the limit is {limits.max_prompt_chars}",
+            {"characters": str(size), "limit": str(limits.max_prompt_chars)},
+        )
+    all_attachments = attachments + [a for m in messages for a in m.attachments]
+    if len(all_attachments) > limits.max_attachments:
+        raise _invalid(f"{f}attachments", f"more than {limits.max_attachments} attachments")
+
+    options = _options(pb.options, limits, f"{f}options")
+    if pb.HasField("max_credits") and pb.max_credits < 0:
+        raise _invalid(f"{f}max_credits", "cannot be negative")
+    requirements = derive_requirements(
+        modality,
+        caps,
+        (a.mime_type for a in all_attachments),
+        web_search=options.web_search,
+        structured_output=bool(options.json_schema),
+        tools=bool(options.tools),
+        reasoning=options.reasoning,
+        language=options.language,
+    )
+    selection = SelectionRequest(
+        account_id=account,
+        requirements=requirements,
+        pinned_model_id=_identifier(pb.pinned_model_id.strip(), f"{f}pinned_model_id"),
+        preferred_tier=tier,
+        max_credits=pb.max_credits if pb.HasField("max_credits") else None,
+        input_tokens=-(-size // 4),
+        output_tokens=options.max_output_tokens,
+    )
+    return GenerationRequest(
+        request_id=request_id,
+        selection=selection,
+        prompt=pb.prompt,
+        messages=tuple(messages),
+        attachments=tuple(attachments),
+        options=options,
+    )
+
+
+def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> GenerationOptions:
+    schema = ""
+    if pb.HasField("structured_output"):
+        schema = pb.structured_output.json_schema
+        where = f"{field}.structured_output.json_schema"
+        if not schema.strip():
+            raise _required(where)
+        try:
+            parsed = json.loads(schema)
+        except ValueError as exc:
+            raise _invalid(where, f"not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict):
+            raise _invalid(where, "must be a JSON object")
+    if len(pb.tools) > limits.max_tools:
+        raise _invalid(f"{field}.tools", f"more than {limits.max_tools} tools")
+    tools = []
+    names: set[str] = set()
+    for i, t in enumerate(pb.tools):
+        where = f"{field}.tools[{i}]"
+        if not t.name.strip():
+            raise _required(f"{where}.name")
+        if t.name in names:
+            raise _invalid(f"{where}.name", f"duplicate tool name {t.name!r}")
+        names.add(t.name)
+        if t.parameters_json_schema:
+            try:
+                json.loads(t.parameters_json_schema)
+            except ValueError as exc:
+                raise _invalid(f"{where}.parameters_json_schema", f"not valid JSON ({exc.msg})") from None
+        tools.append(ToolSpec(t.name, t.description, t.parameters_json_schema))
+    if pb.language and not _LANGUAGE.match(pb.language):
+        raise _invalid(f"{field}.language", f"{pb.language[:50]!r} is not a BCP-47 language code")
+    if pb.max_output_tokens < 0:
+        raise _invalid(f"{field}.max_output_tokens", "cannot be negative")
+    return GenerationOptions(
+        web_search=pb.web_search,
+        json_schema=schema,
+        schema_name=pb.structured_output.name,
+        tools=tuple(tools),
+        reasoning=pb.reasoning,
+        language=pb.language,
+        max_output_tokens=pb.max_output_tokens,
+        voice=pb.voice,
+    )
+
+
+# ------------------------------------------------------------------ to protobuf
+
+
+def model_pb(model: Model) -> catalog_pb2.Model:
+    """The catalog message for ``model``, with its price in force."""
+    return catalog_pb2.Model(
+        id=model.id,
+        display_name=model.display_name,
+        provider=model.provider,
+        modality=int(model.modality),
+        tier=int(model.tier),
+        description=model.description,
+        capabilities=sorted(int(c) for c in model.capabilities),
+        limits=catalog_pb2.ModelLimits(
+            context_window_tokens=model.context_window_tokens,
+            max_output_tokens=model.max_output_tokens,
+            languages=list(model.languages),
+        ),
+        price=catalog_pb2.Price(
+            credits_per_request=model.price.per_request,
+            credits_per_1k_input_tokens=model.price.per_1k_input_tokens,
+            credits_per_1k_output_tokens=model.price.per_1k_output_tokens,
+        ),
+        route=catalog_pb2.ProviderRoute(adapter=model.adapter, upstream_model=model.upstream_model),
+    )
+
+
+class Messages:
+    """Protobuf messages built once per catalog and reused on every response."""
+
+    def __init__(self, models: Iterable[Model]) -> None:
+        self._models = {m.id: model_pb(m) for m in models}
+        self._not_chosen: dict[NotChosen, router_pb2.NotChosen] = {}
+
+    def model(self, model_id: str) -> catalog_pb2.Model:
+        """The catalog message of a model."""
+        return self._models[model_id]
+
+    def not_chosen(self, item: NotChosen) -> router_pb2.NotChosen:
+        """The message for one not-chosen entry (cached: entries repeat across requests)."""
+        found = self._not_chosen.get(item)
+        if found is None:
+            found = router_pb2.NotChosen(
+                model_id=item.model_id,
+                reason=int(item.reason),
+                missing_capabilities=sorted(int(c) for c in item.missing),
+                detail=item.detail,
+            )
+            if len(self._not_chosen) < 100_000:
+                self._not_chosen[item] = found
+        return found
+
+    def decision(self, decision: Decision, simulated: bool) -> router_pb2.Decision:
+        """The message for ``decision``."""
+        return router_pb2.Decision(
+            model=self._models[decision.model.id],
+            mode=int(decision.mode),
+            fallback_model_ids=[m.id for m in decision.fallbacks],
+            estimated_credits=decision.estimated_credits,
+            required_capabilities=sorted(int(c) for c in decision.required),
+            start_tier=int(decision.start_tier),
+            not_chosen=[self.not_chosen(n) for n in decision.not_chosen],
+            simulated=simulated,
+            plan_id=decision.plan_id,
+        )
+
+
+def artifact_pb(artifact: Artifact) -> router_pb2.MediaArtifact:
+    """The message for a generated file."""
+    if artifact.uri:
+        return router_pb2.MediaArtifact(mime_type=artifact.mime_type, uri=artifact.uri, simulated=artifact.simulated)
+    return router_pb2.MediaArtifact(mime_type=artifact.mime_type, data=artifact.data, simulated=artifact.simulated)
+
+
+def tool_call_pb(call: ToolCallEvent) -> router_pb2.ToolCall:
+    """The message for a tool call."""
+    return router_pb2.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json)

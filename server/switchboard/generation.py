@@ -1,0 +1,149 @@
+"""Runs a decision: calls the chosen model's provider and falls back along the chain.
+
+Rules:
+- Automatic mode: when a model fails *before any output* with a retryable error, the next model
+  of the chain is tried and a ``FallbackNotice`` says so. A non-retryable error ends the request.
+- Once output has been sent there is no silent switch: the request ends with
+  ``StreamInterruptedError``.
+- Pinned mode: one attempt, never another model.
+- Cancellation (the caller went away or its deadline passed) propagates into the provider call,
+  which closes it; nothing keeps running for a caller that is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+from switchboard.errors import ProviderError, StreamInterruptedError, SwitchboardError
+from switchboard.providers import ProviderRegistry
+from switchboard.types import (
+    Artifact,
+    Decision,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Model,
+    SelectionMode,
+    TextChunk,
+    ToolCallEvent,
+    Usage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackNotice:
+    """A model failed before any output; the next one is tried."""
+
+    from_model: Model
+    to_model: Model
+    reason: str
+    message: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a successful generation ended."""
+
+    model: Model
+    finish_reason: FinishReason
+    usage: Usage
+    attempts: int
+    simulated: bool
+    credits: int
+
+
+GenerationEvent: TypeAlias = FallbackNotice | TextChunk | Artifact | ToolCallEvent | Outcome
+
+
+class AttemptObserver(Protocol):
+    """Told how each provider call went (the circuit breaker and metrics listen here)."""
+
+    def record_success(self, model_id: str) -> None:
+        """The model's call finished."""
+        ...
+
+    def record_failure(self, model_id: str) -> None:
+        """The model's call failed with a provider error."""
+        ...
+
+
+class _NoObserver:
+    def record_success(self, model_id: str) -> None:
+        return None
+
+    def record_failure(self, model_id: str) -> None:
+        return None
+
+
+class ProviderFailedError(SwitchboardError):
+    """Raised when the last model that could be tried failed before any output."""
+
+    def __init__(self, error: ProviderError, model: Model, attempts: int) -> None:
+        metadata = {"model_id": model.id, "attempts": str(attempts), "provider_reason": error.reason}
+        super().__init__(
+            "PROVIDER_FAILED" if error.retryable else error.reason,
+            f"{model.id} failed: {error.message}",
+            metadata,
+        )
+        self.code = error.code
+
+
+def actual_credits(decision_model: Model, usage: Usage) -> int:
+    """The credits a finished generation costs on ``decision_model`` given its usage."""
+    return decision_model.price.cost(usage.input_tokens, usage.output_tokens)
+
+
+class Generator:
+    """Runs decisions against the providers of a registry."""
+
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        observer: AttemptObserver | None = None,
+        pricing: Callable[[Model, Usage], int] = actual_credits,
+    ) -> None:
+        self.providers = providers
+        self.observer: AttemptObserver = observer or _NoObserver()
+        self.pricing = pricing
+
+    async def run(self, decision: Decision, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Yield output events for ``request``, falling back along ``decision``'s chain."""
+        chain = decision.chain if decision.mode is SelectionMode.AUTOMATIC else (decision.model,)
+        for attempt, model in enumerate(chain, start=1):
+            provider = self.providers.for_model(model)
+            emitted = False
+            try:
+                async for event in provider.stream(model, request):
+                    if isinstance(event, Finished):
+                        self.observer.record_success(model.id)
+                        yield Outcome(
+                            model=model,
+                            finish_reason=event.finish_reason,
+                            usage=event.usage,
+                            attempts=attempt,
+                            simulated=provider.simulated,
+                            credits=self.pricing(model, event.usage),
+                        )
+                        return
+                    emitted = True
+                    yield event
+            except ProviderError as exc:
+                self.observer.record_failure(model.id)
+                if emitted:
+                    raise StreamInterruptedError(
+                        "STREAM_INTERRUPTED",
+                        f"{model.id} failed after output was sent ({exc.message}); no other model is tried",
+                        {"model_id": model.id, "provider_reason": exc.reason, "attempts": str(attempt)},
+                    ) from exc
+                if not exc.retryable or attempt == len(chain):
+                    raise ProviderFailedError(exc, model, attempt) from exc
+                yield FallbackNotice(model, chain[attempt], exc.reason, exc.message, attempt + 1)
+                continue
+            raise StreamInterruptedError(
+                "STREAM_INTERRUPTED",
+                f"{model.id} ended its stream without finishing",
+                {"model_id": model.id, "attempts": str(attempt)},
+            )

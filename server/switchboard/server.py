@@ -1,0 +1,94 @@
+"""Builds and runs the gRPC server: RouterService, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from switchboard.app import App, build_app
+from switchboard.interceptors import RpcInterceptor
+from switchboard.logs import configure_logging
+from switchboard.service import RouterService
+from switchboard.settings import Settings
+from switchboard.v1 import router_pb2, router_pb2_grpc
+
+log = structlog.get_logger("switchboard")
+
+SERVICE_NAMES = (router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,)
+
+
+@dataclass
+class ServerHandle:
+    """A started server: the gRPC server, the port it bound and the app behind it."""
+
+    server: grpc.aio.Server
+    port: int
+    app: App
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, stop taking calls and give running ones ``grace`` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def create_server(settings: Settings) -> ServerHandle:
+    """Build the app from ``settings``, bind, start and return the server (port 0 picks a port)."""
+    app = build_app(settings)
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(interceptors=[RpcInterceptor()], options=options)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(app), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return ServerHandle(server=server, port=port, app=app, health=health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    configure_logging(settings.log_format, settings.log_level)
+    handle = await create_server(settings)
+    simulated = handle.app.providers.simulated_model_ids
+    log.info(
+        "serving",
+        listen=settings.listen,
+        port=handle.port,
+        pid=os.getpid(),
+        models=len(handle.app.catalog.models),
+        simulated_models=len(simulated),
+        config=settings.config_path or "embedded default",
+    )
+    if simulated:
+        log.warning(
+            "simulated_provider",
+            message="these models have no provider credentials and are answered by the built-in simulator",
+            models=simulated,
+        )
+    if settings.port_file:
+        Path(settings.port_file).write_text(f"{handle.port}\n", encoding="utf-8")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting_down", grace_s=settings.grace_s)
+    await handle.stop(settings.grace_s)
+    log.info("stopped")

@@ -1,0 +1,91 @@
+"""One frozen Settings object, built once at start-up from the command line and the environment
+(``SWITCHBOARD_<FLAG>``, e.g. ``SWITCHBOARD_LISTEN``) and passed down. Nothing deeper reads
+``os.environ``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from switchboard.convert import Limits
+from switchboard.providers.simulated import SimulationProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server is configured with."""
+
+    listen: str = "127.0.0.1:50051"
+    config_path: str | None = None
+    port_file: str | None = None
+    log_format: str = "json"
+    log_level: str = "info"
+    grace_s: float = 10.0
+    allow_simulated: bool = True
+    simulation: SimulationProfile = field(
+        default_factory=lambda: SimulationProfile(time_to_first_token_s=0.15, inter_token_s=0.02)
+    )
+    limits: Limits = field(default_factory=Limits)
+    max_message_bytes: int = 32 * 1024 * 1024
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Add the ``serve`` flags, each defaulting to its ``SWITCHBOARD_*`` variable when set."""
+    d = Settings()
+
+    def env(flag: str, default: object) -> object:
+        return environ.get("SWITCHBOARD_" + flag.upper().replace("-", "_"), default)
+
+    def ms(seconds: float) -> int:
+        return round(seconds * 1000)
+
+    parser.add_argument("--listen", default=env("listen", d.listen), help="HOST:PORT to serve on; port 0 picks one")
+    parser.add_argument("--config", default=env("config", None), help="config file (YAML or TOML); default: embedded")
+    parser.add_argument("--port-file", default=env("port-file", None), help="write the bound port here once serving")
+    parser.add_argument("--log-format", choices=("json", "console"), default=env("log-format", d.log_format))
+    parser.add_argument("--log-level", default=env("log-level", d.log_level))
+    parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
+    parser.add_argument(
+        "--no-simulation",
+        action="store_true",
+        default=str(env("no-simulation", "")).lower() in ("1", "true", "yes"),
+        help="refuse to start when a model's provider has no credentials, instead of simulating it",
+    )
+    sim = d.simulation
+    parser.add_argument("--sim-ttft-ms", type=int, default=env("sim-ttft-ms", ms(sim.time_to_first_token_s)))
+    parser.add_argument("--sim-inter-token-ms", type=int, default=env("sim-inter-token-ms", ms(sim.inter_token_s)))
+    parser.add_argument("--sim-tokens", type=int, default=env("sim-tokens", sim.tokens))
+    parser.add_argument("--sim-fail-before", action="append", default=[], metavar="MODEL_ID",
+                        help="simulated calls to this model fail before the first token (repeatable; * for all)")
+    parser.add_argument("--sim-fail-mid", action="append", default=[], metavar="MODEL_ID",
+                        help="simulated calls to this model fail mid-stream (repeatable; * for all)")
+    parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The Settings for parsed ``serve`` arguments."""
+    return Settings(
+        listen=args.listen,
+        config_path=args.config,
+        port_file=args.port_file,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        grace_s=float(args.grace),
+        allow_simulated=not args.no_simulation,
+        simulation=SimulationProfile(
+            time_to_first_token_s=int(args.sim_ttft_ms) / 1000,
+            inter_token_s=int(args.sim_inter_token_ms) / 1000,
+            tokens=int(args.sim_tokens),
+            fail_before_first=frozenset(args.sim_fail_before),
+            fail_mid_stream=frozenset(args.sim_fail_mid),
+        ),
+        limits=Limits(max_prompt_chars=int(args.max_prompt_chars)),
+    )
+
+
+def parse_serve_args(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from a ``serve`` command line and the environment."""
+    parser = argparse.ArgumentParser(prog="switchboard serve")
+    add_serve_arguments(parser, environ)
+    return settings_from_args(parser.parse_args(list(argv)))
