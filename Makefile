@@ -35,12 +35,12 @@ run: $(STAMP)
 	$(VENV)/bin/switchboard serve $(ARGS)
 
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I protos --python_out=server --pyi_out=server --grpc_python_out=server $(PROTO_FILES)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=server --grpc_python_out=server $(PROTO_FILES)
 
 # Fails when the checked-in stubs differ from what the protos generate.
 check-protos: $(STAMP)
 	@tmp=$$(mktemp -d); \
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_FILES); \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --grpc_python_out=$$tmp $(PROTO_FILES); \
 	for f in $$tmp/switchboard/v1/*; do \
 	  cmp -s $$f $(STUB_DIR)/$$(basename $$f) || { echo "stale stub: $(STUB_DIR)/$$(basename $$f); run 'make protos'"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "python stubs match protos/"

@@ -124,8 +124,17 @@ def _tier_prices(config: catalog_pb2.Config, problems: list[str]) -> dict[tuple[
             problems.append(f"tier_prices[{i}]: unknown modality {tp.modality}")
             continue
         if (modality, tier) in prices:
-            problems.append(f"tier_prices[{i}]: a second price for {tier.name} {modality.name if modality else ''}".rstrip())
-        if min(tp.price.credits_per_request, tp.price.credits_per_1k_input_tokens, tp.price.credits_per_1k_output_tokens) < 0:
+            problems.append(
+                f"tier_prices[{i}]: a second price for {tier.name} {modality.name if modality else ''}".rstrip()
+            )
+        if (
+            min(
+                tp.price.credits_per_request,
+                tp.price.credits_per_1k_input_tokens,
+                tp.price.credits_per_1k_output_tokens,
+            )
+            < 0
+        ):
             problems.append(f"tier_prices[{i}]: prices cannot be negative")
         prices[(modality, tier)] = _price(tp.price)
     return prices

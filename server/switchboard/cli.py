@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -30,10 +29,21 @@ def _enum_choice(enum: object, prefix: str) -> list[str]:
 def _request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--account", default="cli-user", help="account id (default: cli-user)")
     p.add_argument("--modality", choices=_enum_choice(catalog_pb2.Modality, "MODALITY_"), default="text")
-    p.add_argument("--capability", action="append", default=[], metavar="NAME",
-                   choices=_enum_choice(catalog_pb2.Capability, "CAPABILITY_"), help="required capability (repeatable)")
-    p.add_argument("--attach", action="append", default=[], metavar="MIME[=FILE]",
-                   help="attachment by MIME type, optionally with a file to send (repeatable)")
+    p.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        metavar="NAME",
+        choices=_enum_choice(catalog_pb2.Capability, "CAPABILITY_"),
+        help="required capability (repeatable)",
+    )
+    p.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="MIME[=FILE]",
+        help="attachment by MIME type, optionally with a file to send (repeatable)",
+    )
     p.add_argument("--web-search", action="store_true")
     p.add_argument("--json-schema", help="structured output: a JSON Schema (text)")
     p.add_argument("--reasoning", action="store_true")
@@ -73,7 +83,7 @@ def _build_request(args: argparse.Namespace, prompt: str) -> router_pb2.Generate
 
 def _error(exc: grpc.aio.AioRpcError) -> int:
     print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     for detail in status.details if status else []:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
@@ -140,23 +150,28 @@ async def _generate(stub: router_pb2_grpc.RouterServiceStub, args: argparse.Name
             tag = " [simulated]" if frame.decision.simulated else ""
             print(f"# model {frame.decision.model.id}{tag}", file=sys.stderr)
         elif kind == "fallback":
-            print(f"# {frame.fallback.from_model_id} failed ({frame.fallback.reason}); "
-                  f"trying {frame.fallback.to_model_id}", file=sys.stderr)
+            print(
+                f"# {frame.fallback.from_model_id} failed ({frame.fallback.reason}); "
+                f"trying {frame.fallback.to_model_id}",
+                file=sys.stderr,
+            )
         elif kind == "delta":
             print(frame.delta.text, end="", flush=True)
         elif kind == "artifact":
             out = args.output or f"switchboard-output.{frame.artifact.mime_type.split('/')[-1]}"
-            with open(out, "wb") as fh:
+            with open(out, "wb") as fh:  # noqa: ASYNC230 - a one-off write at the end of a CLI stream
                 fh.write(frame.artifact.data)
             print(f"# wrote {frame.artifact.mime_type} to {out}", file=sys.stderr)
         elif kind == "tool_call":
             print(f"# tool call {frame.tool_call.name}({frame.tool_call.arguments_json})", file=sys.stderr)
         elif kind == "completion":
             c = frame.completion
-            print(f"\n# done: {router_pb2.FinishReason.Name(c.finish_reason)[14:].lower()}, "
-                  f"{c.usage.input_tokens}+{c.usage.output_tokens} tokens, {c.credits_charged} credits"
-                  + (f", balance {c.balance_remaining}" if c.HasField("balance_remaining") else ""),
-                  file=sys.stderr)
+            print(
+                f"\n# done: {router_pb2.FinishReason.Name(c.finish_reason)[14:].lower()}, "
+                f"{c.usage.input_tokens}+{c.usage.output_tokens} tokens, {c.credits_charged} credits"
+                + (f", balance {c.balance_remaining}" if c.HasField("balance_remaining") else ""),
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -166,8 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     add_serve_arguments(serve, os.environ)
-    for name, helptext in (("models", "list the catalog"), ("select", "show the decision for a request"),
-                           ("generate", "stream a generation to the terminal")):
+    for name, helptext in (
+        ("models", "list the catalog"),
+        ("select", "show the decision for a request"),
+        ("generate", "stream a generation to the terminal"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--target", default=os.environ.get("SWITCHBOARD_TARGET", DEFAULT_TARGET))
         p.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")

@@ -102,16 +102,18 @@ def generation_request(
     request_id = _identifier(pb.request_id, f"{f}request_id") or uuid.uuid4().hex
     modality = enum_value(Modality, pb.modality, f"{f}modality", required=True)
     assert modality is not None
-    caps = [enum_value(Capability, c, f"{f}required_capabilities", required=True) for c in pb.required_capabilities]
+    caps: list[Capability] = []
+    for c in pb.required_capabilities:
+        cap = enum_value(Capability, c, f"{f}required_capabilities", required=True)
+        assert cap is not None
+        caps.append(cap)
     tier = enum_value(Tier, pb.preferred_tier, f"{f}preferred_tier", required=False)
 
     content = pb.WhichOneof("content")
     attachments = _attachments(pb.attachments, f"{f}attachments", need_content)
     messages: list[ChatMessage] = []
     if content is None:
-        raise InvalidRequestError(
-            "EMPTY_PROMPT", f"{f}prompt or {f}conversation is required", {"field": f"{f}prompt"}
-        )
+        raise InvalidRequestError("EMPTY_PROMPT", f"{f}prompt or {f}conversation is required", {"field": f"{f}prompt"})
     if content == "prompt":
         if not pb.prompt.strip():
             raise InvalidRequestError("EMPTY_PROMPT", f"{f}prompt is empty", {"field": f"{f}prompt"})
@@ -188,7 +190,7 @@ def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> Ge
             raise _required(where)
         try:
             parsed = json.loads(schema)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise _invalid(where, f"not valid JSON ({exc.msg})") from None
         if not isinstance(parsed, dict):
             raise _invalid(where, "must be a JSON object")
@@ -206,7 +208,7 @@ def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> Ge
         if t.parameters_json_schema:
             try:
                 json.loads(t.parameters_json_schema)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise _invalid(f"{where}.parameters_json_schema", f"not valid JSON ({exc.msg})") from None
         tools.append(ToolSpec(t.name, t.description, t.parameters_json_schema))
     if pb.language and not _LANGUAGE.match(pb.language):

@@ -269,17 +269,19 @@ class Selector:
             if reason is NotChosenReason.UNAVAILABLE:
                 dynamic[model.id] = NotChosen(model.id, reason, detail="cooling down after repeated failures")
             elif reason is NotChosenReason.OVER_COST_CAP:
-                dynamic[model.id] = NotChosen(model.id, reason, detail=f"costs {cost}, over the cap of {request.max_credits}")
+                dynamic[model.id] = NotChosen(
+                    model.id, reason, detail=f"costs {cost}, over the cap of {request.max_credits}"
+                )
             elif reason is NotChosenReason.CANNOT_AFFORD:
-                dynamic[model.id] = NotChosen(model.id, reason, detail=f"costs {cost}, over the balance of {account.balance}")
+                dynamic[model.id] = NotChosen(
+                    model.id, reason, detail=f"costs {cost}, over the balance of {account.balance}"
+                )
         for position, model in enumerate(chain[1:], start=2):
             dynamic[model.id] = NotChosen(
                 model.id, NotChosenReason.RANKED_LOWER, detail=f"fallback number {position - 1} in the chain"
             )
         chosen = chain[0]
-        not_chosen = tuple(
-            static.excluded.get(m.id) or dynamic[m.id] for m in self.catalog.models if m.id != chosen.id
-        )
+        not_chosen = tuple(static.excluded.get(m.id) or dynamic[m.id] for m in self.catalog.models if m.id != chosen.id)
         return Decision(
             model=chosen,
             mode=SelectionMode.AUTOMATIC,

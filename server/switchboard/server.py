@@ -83,7 +83,7 @@ async def serve(settings: Settings) -> None:
             models=simulated,
         )
     if settings.port_file:
-        Path(settings.port_file).write_text(f"{handle.port}\n", encoding="utf-8")
+        Path(settings.port_file).write_text(f"{handle.port}\n", encoding="utf-8")  # noqa: ASYNC240 - once, at start-up
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -56,7 +56,9 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         """The decision Generate would make; no side effects."""
         if not request.HasField("request"):
             raise InvalidRequestError("FIELD_REQUIRED", "request is required", {"field": "request"})
-        gen = convert.generation_request(request.request, self.app.settings.limits, need_content=False, field="request.")
+        gen = convert.generation_request(
+            request.request, self.app.settings.limits, need_content=False, field="request."
+        )
         decision = await self._decide(gen)
         simulated = self.app.providers.is_simulated(decision.model.id)
         return router_pb2.SelectModelResponse(decision=self.app.messages.decision(decision, simulated))

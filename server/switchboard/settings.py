@@ -56,10 +56,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument("--sim-ttft-ms", type=int, default=env("sim-ttft-ms", ms(sim.time_to_first_token_s)))
     parser.add_argument("--sim-inter-token-ms", type=int, default=env("sim-inter-token-ms", ms(sim.inter_token_s)))
     parser.add_argument("--sim-tokens", type=int, default=env("sim-tokens", sim.tokens))
-    parser.add_argument("--sim-fail-before", action="append", default=[], metavar="MODEL_ID",
-                        help="simulated calls to this model fail before the first token (repeatable; * for all)")
-    parser.add_argument("--sim-fail-mid", action="append", default=[], metavar="MODEL_ID",
-                        help="simulated calls to this model fail mid-stream (repeatable; * for all)")
+    parser.add_argument(
+        "--sim-fail-before",
+        action="append",
+        default=[],
+        metavar="MODEL_ID",
+        help="simulated calls to this model fail before the first token (repeatable; * for all)",
+    )
+    parser.add_argument(
+        "--sim-fail-mid",
+        action="append",
+        default=[],
+        metavar="MODEL_ID",
+        help="simulated calls to this model fail mid-stream (repeatable; * for all)",
+    )
     parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
 
 

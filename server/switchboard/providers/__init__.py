@@ -32,9 +32,7 @@ class ProviderRegistry:
                 continue
             self._by_model[model.id] = provider
         if missing:
-            raise ConfigError(
-                "no provider is configured for " + ", ".join(missing) + " and simulation is not allowed"
-            )
+            raise ConfigError("no provider is configured for " + ", ".join(missing) + " and simulation is not allowed")
 
     def for_model(self, model: Model) -> Provider:
         """The provider that serves ``model``."""

@@ -33,10 +33,33 @@ from switchboard.types import (
     Usage,
 )
 
-_WORDS = (
-    "route request model credit stream token tier fallback latency plan answer signal balance "
-    "switch channel quota prompt context vector cache shard replica window budget policy"
-).split()
+_WORDS = [
+    "route",
+    "request",
+    "model",
+    "credit",
+    "stream",
+    "token",
+    "tier",
+    "fallback",
+    "latency",
+    "plan",
+    "answer",
+    "signal",
+    "balance",
+    "switch",
+    "channel",
+    "quota",
+    "prompt",
+    "context",
+    "vector",
+    "cache",
+    "shard",
+    "replica",
+    "window",
+    "budget",
+    "policy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +198,7 @@ def _wav(seed: int, text: str, rate: int = 8000) -> bytes:
     """A decodable mono 16-bit WAV: a tone derived from ``seed``, longer for longer text (max 1 s)."""
     frames = min(rate, 400 + 40 * len(text))
     freq = 220 + seed % 440
-    samples = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames)
-    )
+    samples = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames))
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
         w.setnchannels(1)
