@@ -15,13 +15,41 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
-from switchboard.errors import SwitchboardError
+from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.status import internal_status, to_grpc_status
 
 log = structlog.get_logger("switchboard")
 
 _PREFIX = "/switchboard."
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse, so the handler can refuse it properly."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return parse
+
+
+def _check(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        raise InvalidRequestError("MALFORMED_MESSAGE", f"the request message does not parse: {request.error}")
 
 
 def _account(request: Any) -> str:
@@ -53,7 +81,9 @@ class _Call:
 
     def done(self) -> None:
         latency_ms = round((time.perf_counter() - self.start) * 1000, 3)
-        log.info("rpc", status=self.status, latency_ms=latency_ms)
+        # The context is passed explicitly so the event is complete under any processor chain.
+        fields = structlog.contextvars.get_contextvars()
+        log.info("rpc", **{**fields, "status": self.status, "latency_ms": latency_ms})
         structlog.contextvars.clear_contextvars()
 
 
@@ -61,6 +91,7 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callabl
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(method, request)
         try:
+            _check(request)
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             call.status = "CANCELLED" if context.cancelled() else call.status
@@ -77,6 +108,7 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Ca
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call(method, request)
         try:
+            _check(request)
             async for response in behavior(request, context):
                 yield response
         except (asyncio.CancelledError, GeneratorExit):
@@ -114,13 +146,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         else:

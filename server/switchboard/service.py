@@ -79,6 +79,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             elif isinstance(event, FallbackNotice):
                 log.warning(
                     "fallback",
+                    **structlog.contextvars.get_contextvars(),
                     from_model=event.from_model.id,
                     to_model=event.to_model.id,
                     reason=event.reason,

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Switchboard server on port 0 and a real channel to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from switchboard.providers.simulated import SimulationProfile
+from switchboard.server import ServerHandle, create_server
+from switchboard.settings import Settings
+from switchboard.v1 import router_pb2_grpc
+
+FAST = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.0, tokens=12)
+"""A simulated provider with no delays, so tests run fast."""
+
+ServerFactory = Callable[..., Awaitable[tuple[ServerHandle, router_pb2_grpc.RouterServiceStub]]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    """Start servers on 127.0.0.1:0 (default: the seed catalog, a fast simulator) and stop them after."""
+    started: list[tuple[ServerHandle, grpc.aio.Channel]] = []
+
+    async def start(**overrides: object) -> tuple[ServerHandle, router_pb2_grpc.RouterServiceStub]:
+        settings = replace(Settings(listen="127.0.0.1:0", simulation=FAST), **overrides)  # type: ignore[arg-type]
+        handle = await create_server(settings)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
+        started.append((handle, channel))
+        return handle, router_pb2_grpc.RouterServiceStub(channel)
+
+    yield start
+    for handle, channel in started:
+        await channel.close()
+        await handle.stop(0)
+
+
+@pytest.fixture
+async def stub(start_server: ServerFactory) -> router_pb2_grpc.RouterServiceStub:
+    """A stub connected to a server with the default settings."""
+    _, stub = await start_server()
+    return stub
+
+
+def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The single ErrorInfo a Switchboard error carries (fails the test if there is not exactly one)."""
+    status = rpc_status.from_call(exc)
+    assert status is not None, f"no status details on {exc.code()}: {exc.details()}"
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            infos.append(info)
+    assert len(infos) == 1, f"expected one ErrorInfo, got {len(infos)}"
+    assert infos[0].domain == "switchboard"
+    return infos[0]

@@ -1,0 +1,128 @@
+"""The ``switchboard`` command as a person runs it: serve, models, select, generate, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
+
+BIN = Path(sys.executable).with_name("switchboard")
+
+
+class Server:
+    """A ``switchboard serve`` subprocess on a free loopback port."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        port_file = tmp / "port"
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--grace", "5", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"server did not start: {self.proc.communicate()[0]}")
+            time.sleep(0.05)
+        self.target = f"127.0.0.1:{port_file.read_text().strip()}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), *args, "--target", self.target], capture_output=True, text=True, timeout=30, check=False
+        )
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path, "--sim-ttft-ms", "0", "--sim-inter-token-ms", "0")
+    yield s
+    s.stop()
+
+
+class TestCommands:
+    """models, select and generate talk to a running server."""
+
+    def test_models(self, server: Server) -> None:
+        """models lists all 28, one line each, marked simulated."""
+        out = server.cli("models")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == 28
+        assert lines[0].split()[0] == "gemini-3.1-flash-lite"
+        assert all("simulated" in line for line in lines)
+
+    def test_select_json(self, server: Server) -> None:
+        """select --json prints the decision."""
+        out = server.cli("select", "--json", "--modality", "video", "--capability", "multi_shot", "A cat")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["model"]["id"] == "fal-ai/kling-video/v3/standard"
+
+    def test_generate_streams(self, server: Server) -> None:
+        """generate prints the streamed text and a summary."""
+        out = server.cli("generate", "Write a haiku")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("[simulated gemini-3.1-flash-lite] re: Write a haiku")
+        assert "# done: stop" in out.stderr
+
+    def test_error_reason(self, server: Server) -> None:
+        """An error prints its code, reason and metadata and exits 1."""
+        out = server.cli("select", "--pin", "gpt-9")
+        assert out.returncode == 1
+        assert "NOT_FOUND" in out.stderr
+        assert "reason: MODEL_NOT_FOUND" in out.stderr
+
+
+class TestServeProcess:
+    """The server process: bad config, simulated report, graceful SIGTERM."""
+
+    def test_bad_config_stops_start_up(self, tmp_path: Path) -> None:
+        """A bad config exits 2 with a message naming the file and field."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("models: []\nplans: []\nbogus: 1\n")
+        out = subprocess.run(
+            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--config", str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert out.returncode == 2
+        assert str(bad) in out.stderr
+        assert "bogus" in out.stderr
+
+    def test_sigterm_lets_streams_finish(self, tmp_path: Path) -> None:
+        """On SIGTERM health turns NOT_SERVING, a running stream completes, and the process exits 0."""
+        s = Server(tmp_path, "--sim-ttft-ms", "0", "--sim-inter-token-ms", "20", "--sim-tokens", "50")
+        channel = grpc.insecure_channel(s.target)
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        req = router_pb2.GenerateRequest(account_id="a", modality=catalog_pb2.MODALITY_TEXT, prompt="long one")
+        stream = stub.Generate(req, timeout=30)
+        first = next(stream)
+        assert first.WhichOneof("event") == "decision"
+        os.kill(s.proc.pid, signal.SIGTERM)
+        rest = [f.WhichOneof("event") for f in stream]
+        assert rest[-1] == "completion"
+        assert rest.count("delta") == 50
+        assert s.proc.wait(timeout=30) == 0
+        logs = [json.loads(line) for line in s.stop().splitlines() if line.startswith("{")]
+        events = [e["event"] for e in logs]
+        assert "simulated_provider" in events
+        assert events.index("shutting_down") < events.index("stopped")
+        channel.close()
