@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from switchboard.app import build_app
 from switchboard.providers.simulated import SimulationProfile
 from switchboard.server import ServerHandle, create_server
 from switchboard.settings import Settings
+from switchboard.types import Provider
 from switchboard.v1 import router_pb2_grpc
 
 FAST = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.0, tokens=12)
@@ -25,9 +28,11 @@ async def start_server() -> AsyncIterator[ServerFactory]:
     """Start servers on 127.0.0.1:0 (default: the seed catalog, a fast simulator) and stop them after."""
     started: list[tuple[ServerHandle, grpc.aio.Channel]] = []
 
-    async def start(**overrides: object) -> tuple[ServerHandle, router_pb2_grpc.RouterServiceStub]:
+    async def start(
+        adapters: Mapping[str, Provider] | None = None, **overrides: object
+    ) -> tuple[ServerHandle, router_pb2_grpc.RouterServiceStub]:
         settings = replace(Settings(listen="127.0.0.1:0", simulation=FAST), **overrides)  # type: ignore[arg-type]
-        handle = await create_server(settings)
+        handle = await create_server(settings, build_app(settings, adapters) if adapters else None)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
         started.append((handle, channel))
         return handle, router_pb2_grpc.RouterServiceStub(channel)
@@ -57,3 +62,12 @@ def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     assert len(infos) == 1, f"expected one ErrorInfo, got {len(infos)}"
     assert infos[0].domain == "switchboard"
     return infos[0]
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 2.0) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail the test after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)

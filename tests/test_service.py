@@ -7,14 +7,16 @@ import asyncio
 import io
 import wave
 import zlib
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from conftest import FAST, ServerFactory, error_info
+from conftest import FAST, ServerFactory, error_info, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from structlog.testing import capture_logs
 from switchboard.providers.simulated import SimulationProfile
+from switchboard.types import GenerationRequest, Model, ProviderEvent
 from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
 
 TEXT = catalog_pb2.MODALITY_TEXT
@@ -295,11 +297,7 @@ class TestCancellationAndDeadlines:
                 break
         assert handle.app.simulator.active_streams == 1
         call.cancel()
-        for _ in range(100):
-            if handle.app.simulator.active_streams == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert handle.app.simulator.active_streams == 0
+        await wait_until(lambda: handle.app.simulator.active_streams == 0, within=1.0)
         assert handle.app.simulator.cancelled_streams == 1
         assert handle.app.simulator.completed_streams == 0
 
@@ -313,11 +311,7 @@ class TestCancellationAndDeadlines:
                 pass
         assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert loop.time() - started < 3
-        for _ in range(100):
-            if handle.app.simulator.active_streams == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert handle.app.simulator.active_streams == 0
+        await wait_until(lambda: handle.app.simulator.active_streams == 0, within=1.0)
         assert handle.app.simulator.cancelled_streams == 1
 
 
@@ -406,6 +400,33 @@ class TestBadInput:
                     pass
             assert error_info(err2.value).reason == "MALFORMED_MESSAGE"
         assert len((await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)).models) == 28
+
+
+class BrokenProvider:
+    """A provider fake whose call fails with an error no adapter should ever raise."""
+
+    name = "broken"
+    simulated = False
+
+    async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        raise RuntimeError("secret internal detail")
+        yield  # pragma: no cover - makes this an async generator
+
+
+class TestUnexpectedErrors:
+    """An unexpected exception becomes INTERNAL with the request id and no internals."""
+
+    async def test_internal_hides_details(self, start_server: ServerFactory) -> None:
+        """The caller sees INTERNAL and a request id; the log has the traceback."""
+        _, stub = await start_server(adapters={"anthropic": BrokenProvider()})
+        with capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError) as err:
+            await frames(stub, gen_request(request_id="req-x", pinned_model_id="claude-haiku-4-5"))
+        assert err.value.code() is grpc.StatusCode.INTERNAL
+        assert "secret" not in (err.value.details() or "")
+        info = error_info(err.value)
+        assert info.reason == "INTERNAL"
+        assert info.metadata["request_id"] == "req-x"
+        assert any(e["event"] == "unexpected_error" and e.get("exc_info") for e in logs)
 
 
 class TestServiceBasics:

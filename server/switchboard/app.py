@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from switchboard.catalog import load_catalog
@@ -41,11 +42,15 @@ class App:
     messages: Messages
 
 
-def build_app(settings: Settings) -> App:
-    """Load the config and wire the core to its adapters; raises ConfigError on a bad config."""
+def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None) -> App:
+    """Load the config and wire the core to its adapters; raises ConfigError on a bad config.
+
+    ``adapters`` maps adapter names to providers; models whose adapter is missing are simulated
+    when the settings allow it.
+    """
     catalog = load_catalog(settings.config_path)
     simulator = SimulatedProvider(settings.simulation)
-    adapters: dict[str, Provider] = {}
+    adapters = dict(adapters or {})
     providers = ProviderRegistry(catalog.models, adapters, simulator if settings.allow_simulated else None)
     return App(
         settings=settings,

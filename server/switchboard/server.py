@@ -40,9 +40,10 @@ class ServerHandle:
         await self.server.stop(grace)
 
 
-async def create_server(settings: Settings) -> ServerHandle:
-    """Build the app from ``settings``, bind, start and return the server (port 0 picks a port)."""
-    app = build_app(settings)
+async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
+    """Build the app from ``settings`` (or use ``app``), bind, start and return the server
+    (port 0 picks a port)."""
+    app = app or build_app(settings)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
