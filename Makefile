@@ -18,7 +18,7 @@ TEST_TARGETS :=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run     - install into $(VENV) and serve on 127.0.0.1:50051 (seed catalog, simulated providers)"
+	@echo "make run     - install into $(VENV) and serve on 127.0.0.1:50051 (seed catalog, SQLite ledger in var/, simulated providers)"
 	@echo "make test    - install everything the tests need and run every test"
 	@echo "make protos  - regenerate the Python stubs from protos/"
 	@echo "make lint    - buf lint, ruff and mypy"
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/switchboard serve $(ARGS)
+	$(VENV)/bin/switchboard serve --auto-create-accounts $(ARGS)
 
 protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=server --grpc_python_out=server $(PROTO_FILES)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from servers import postgres_server, redis_server
 from switchboard.app import build_app
 from switchboard.providers.simulated import SimulationProfile
 from switchboard.server import ServerHandle, create_server
@@ -24,14 +27,21 @@ ServerFactory = Callable[..., Awaitable[tuple[ServerHandle, router_pb2_grpc.Rout
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[ServerFactory]:
-    """Start servers on 127.0.0.1:0 (default: the seed catalog, a fast simulator) and stop them after."""
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start servers on 127.0.0.1:0 and stop them after. Defaults: the seed catalog, a fast
+    simulator, a fresh SQLite ledger per server, and accounts created at first use."""
     started: list[tuple[ServerHandle, grpc.aio.Channel]] = []
 
     async def start(
         adapters: Mapping[str, Provider] | None = None, **overrides: object
     ) -> tuple[ServerHandle, router_pb2_grpc.RouterServiceStub]:
-        settings = replace(Settings(listen="127.0.0.1:0", simulation=FAST), **overrides)  # type: ignore[arg-type]
+        base = Settings(
+            listen="127.0.0.1:0",
+            simulation=FAST,
+            ledger=f"sqlite:{tmp_path / f'ledger-{len(started)}.db'}",
+            auto_create_accounts=True,
+        )
+        settings = replace(base, **overrides)  # type: ignore[arg-type]
         handle = await create_server(settings, build_app(settings, adapters) if adapters else None)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
         started.append((handle, channel))
@@ -71,3 +81,28 @@ async def wait_until(predicate: Callable[[], bool], within: float = 2.0) -> None
     while not predicate():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session."""
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server for the whole session."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_dsn: str) -> str:
+    """The DSN of a new, empty database on the session's PostgreSQL server."""
+    import psycopg  # noqa: PLC0415
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_dsn.rsplit("/", 1)[0] + f"/{name}"

@@ -24,7 +24,20 @@ class Server:
     def __init__(self, tmp: Path, *args: str) -> None:
         port_file = tmp / "port"
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--grace", "5", *args],
+            [
+                str(BIN),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--port-file",
+                str(port_file),
+                "--grace",
+                "5",
+                "--ledger",
+                f"sqlite:{tmp / 'ledger.db'}",
+                "--auto-create-accounts",
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

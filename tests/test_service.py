@@ -144,8 +144,8 @@ class TestGenerate:
     async def test_text_stream(self, stub: router_pb2_grpc.RouterServiceStub) -> None:
         """Decision first, then deltas, then one completion; the same prompt streams the same text."""
         texts = []
-        for _ in range(2):
-            out = [f async for f in stub.Generate(gen_request(request_id="req-1"), timeout=10)]
+        for n in (1, 2):
+            out = [f async for f in stub.Generate(gen_request(request_id=f"req-{n}"), timeout=10)]
             kinds = [f.WhichOneof("event") for f in out]
             assert kinds[0] == "decision"
             assert kinds[-1] == "completion"
@@ -158,9 +158,18 @@ class TestGenerate:
             assert c.credits_charged == 1
             assert c.attempts == 1
             assert c.simulated
-            assert c.request_id == "req-1"
+            assert c.request_id == f"req-{n}"
+            assert c.balance_remaining == 500 - n
         assert texts[0] == texts[1]
         assert texts[0].startswith("[simulated gemini-3.1-flash-lite]")
+
+    async def test_request_id_runs_once(self, stub: router_pb2_grpc.RouterServiceStub) -> None:
+        """A request id already used is ALREADY_EXISTS DUPLICATE_REQUEST: never run or charged twice."""
+        await frames(stub, gen_request(request_id="once"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await frames(stub, gen_request(request_id="once"))
+        assert err.value.code() is grpc.StatusCode.ALREADY_EXISTS
+        assert error_info(err.value).reason == "DUPLICATE_REQUEST"
 
     async def test_conversation(self, stub: router_pb2_grpc.RouterServiceStub) -> None:
         """A role-tagged conversation streams like a prompt."""

@@ -5,26 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from switchboard.billing import Billing, BillingSettings, LedgerAccounts
 from switchboard.catalog import load_catalog
 from switchboard.convert import Messages
 from switchboard.generation import Generator
+from switchboard.ledger import AsyncLedger, Ledger
+from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter
 from switchboard.providers import ProviderRegistry
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import ALWAYS_AVAILABLE, Selector
 from switchboard.settings import Settings
-from switchboard.types import AccountState, Catalog, HealthView, Provider
-
-
-class PlanOnlyAccounts:
-    """Accounts without a ledger: every account is on the default plan and credits are not
-    tracked, so nothing is unaffordable."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    async def state(self, account_id: str) -> AccountState:
-        """The account's plan (the default plan) and an untracked balance."""
-        return AccountState(account_id=account_id, plan=self._catalog.default_plan, balance=None)
+from switchboard.stores import open_store
+from switchboard.types import Catalog, HealthView, Provider
 
 
 @dataclass
@@ -37,9 +29,24 @@ class App:
     providers: ProviderRegistry
     simulator: SimulatedProvider
     generator: Generator
-    accounts: PlanOnlyAccounts
+    ledger: AsyncLedger
+    limiter: SlotLimiter
+    accounts: LedgerAccounts
+    billing: Billing
     health: HealthView
     messages: Messages
+
+    async def close(self) -> None:
+        """Release the ledger's threads and connections and the limiter's."""
+        await self.limiter.close()
+        self.ledger.close()
+
+
+def open_limiter(settings: Settings) -> SlotLimiter:
+    """The limiter the settings name."""
+    if settings.limiter == "memory":
+        return MemoryLimiter()
+    return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
 
 
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None) -> App:
@@ -50,8 +57,14 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     """
     catalog = load_catalog(settings.config_path)
     simulator = SimulatedProvider(settings.simulation)
-    adapters = dict(adapters or {})
-    providers = ProviderRegistry(catalog.models, adapters, simulator if settings.allow_simulated else None)
+    providers = ProviderRegistry(catalog.models, dict(adapters or {}), simulator if settings.allow_simulated else None)
+    ledger = AsyncLedger(Ledger(open_store(settings.ledger), catalog.plans))
+    limiter = open_limiter(settings)
+    billing_settings = BillingSettings(
+        hold_ttl_s=settings.hold_ttl_s,
+        keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),
+        auto_create_accounts=settings.auto_create_accounts,
+    )
     return App(
         settings=settings,
         catalog=catalog,
@@ -59,7 +72,10 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         providers=providers,
         simulator=simulator,
         generator=Generator(providers),
-        accounts=PlanOnlyAccounts(catalog),
+        ledger=ledger,
+        limiter=limiter,
+        accounts=LedgerAccounts(ledger, catalog, settings.auto_create_accounts),
+        billing=Billing(ledger, limiter, billing_settings),
         health=ALWAYS_AVAILABLE,
         messages=Messages(catalog.models),
     )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from switchboard.errors import ProviderError, StreamInterruptedError, SwitchboardError
+from switchboard.errors import ExhaustedError, ProviderError, StreamInterruptedError, SwitchboardError
 from switchboard.providers import ProviderRegistry
 from switchboard.types import (
     Artifact,
@@ -70,6 +70,14 @@ class AttemptObserver(Protocol):
         ...
 
 
+class AttemptGate(Protocol):
+    """Asked before each attempt; raises ExhaustedError when the model cannot be paid for."""
+
+    async def prepare(self, model: Model) -> None:
+        """Get ready to call ``model`` (for example, grow the credit hold)."""
+        ...
+
+
 class _NoObserver:
     def record_success(self, model_id: str) -> None:
         return None
@@ -109,10 +117,20 @@ class Generator:
         self.observer: AttemptObserver = observer or _NoObserver()
         self.pricing = pricing
 
-    async def run(self, decision: Decision, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    async def run(
+        self, decision: Decision, request: GenerationRequest, gate: AttemptGate | None = None
+    ) -> AsyncIterator[GenerationEvent]:
         """Yield output events for ``request``, falling back along ``decision``'s chain."""
         chain = decision.chain if decision.mode is SelectionMode.AUTOMATIC else (decision.model,)
         for attempt, model in enumerate(chain, start=1):
+            if gate is not None:
+                try:
+                    await gate.prepare(model)
+                except ExhaustedError as exc:
+                    if attempt == len(chain):
+                        raise
+                    yield FallbackNotice(model, chain[attempt], exc.reason, exc.message, attempt + 1)
+                    continue
             provider = self.providers.for_model(model)
             emitted = False
             try:

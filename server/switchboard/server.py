@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -14,15 +15,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from switchboard.app import App, build_app
+from switchboard.billing import sweep_forever
 from switchboard.interceptors import RpcInterceptor
 from switchboard.logs import configure_logging
-from switchboard.service import RouterService
+from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
-from switchboard.v1 import router_pb2, router_pb2_grpc
+from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
 
-SERVICE_NAMES = (router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,)
+SERVICE_NAMES = (
+    router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+)
 
 
 @dataclass
@@ -33,11 +38,17 @@ class ServerHandle:
     port: int
     app: App
     health: health.aio.HealthServicer
+    sweeper: asyncio.Task[None]
 
     async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, stop taking calls and give running ones ``grace`` seconds."""
+        """Report NOT_SERVING, stop taking calls and give running ones ``grace`` seconds; streams
+        still running then are cancelled, which settles their credits and returns their slots."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sweeper
+        await self.app.close()
 
 
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
@@ -51,6 +62,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     ]
     server = grpc.aio.server(interceptors=[RpcInterceptor()], options=options)
     router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(app), server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(app), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -60,7 +72,8 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ServerHandle(server=server, port=port, app=app, health=health_servicer)
+    sweeper = asyncio.create_task(sweep_forever(app.ledger, settings.sweep_interval_s))
+    return ServerHandle(server=server, port=port, app=app, health=health_servicer, sweeper=sweeper)
 
 
 async def serve(settings: Settings) -> None:

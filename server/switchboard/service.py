@@ -1,18 +1,31 @@
-"""The RouterService servicer: converts messages, calls the core, converts back. Nothing else."""
+"""The servicers: convert messages, call the core, convert back. Nothing else."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import grpc
 import structlog
+from google.protobuf import timestamp_pb2
 
 from switchboard import convert
 from switchboard.app import App
-from switchboard.errors import InvalidRequestError
-from switchboard.generation import FallbackNotice, Outcome
-from switchboard.types import Artifact, Decision, GenerationRequest, Modality, TextChunk, Tier, ToolCallEvent
-from switchboard.v1 import router_pb2, router_pb2_grpc
+from switchboard.billing import Meter
+from switchboard.errors import InvalidRequestError, NotFoundError
+from switchboard.generation import FallbackNotice, GenerationEvent, Outcome
+from switchboard.ledger import AccountRecord
+from switchboard.types import (
+    AccountState,
+    Artifact,
+    Decision,
+    GenerationRequest,
+    Modality,
+    TextChunk,
+    Tier,
+    ToolCallEvent,
+)
+from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
 _bind = structlog.contextvars.bind_contextvars
@@ -56,68 +69,220 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         """The decision Generate would make; no side effects."""
         if not request.HasField("request"):
             raise InvalidRequestError("FIELD_REQUIRED", "request is required", {"field": "request"})
-        gen = convert.generation_request(
-            request.request, self.app.settings.limits, need_content=False, field="request."
-        )
-        decision = await self._decide(gen)
+        limits = self.app.settings.limits
+        gen = convert.generation_request(request.request, limits, need_content=False, field="request.")
+        _, decision = await self._decide(gen)
         simulated = self.app.providers.is_simulated(decision.model.id)
         return router_pb2.SelectModelResponse(decision=self.app.messages.decision(decision, simulated))
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
-        """Select, call the provider, stream: decision, fallbacks, output, completion."""
+        """Select, hold credits, call the provider, stream; settle the credits once at the end."""
         app = self.app
         gen = convert.generation_request(request, app.settings.limits, need_content=True)
-        decision = await self._decide(gen)
-        yield router_pb2.GenerateResponse(
-            decision=app.messages.decision(decision, app.providers.is_simulated(decision.model.id))
-        )
-        async for event in app.generator.run(decision, gen):
-            if isinstance(event, TextChunk):
-                yield router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=event.text))
-            elif isinstance(event, FallbackNotice):
-                log.warning(
-                    "fallback",
-                    **structlog.contextvars.get_contextvars(),
-                    from_model=event.from_model.id,
-                    to_model=event.to_model.id,
-                    reason=event.reason,
-                    attempt=event.attempt,
-                )
-                _bind(model=event.to_model.id, attempts=event.attempt)
-                yield router_pb2.GenerateResponse(
-                    fallback=router_pb2.Fallback(
-                        from_model_id=event.from_model.id,
-                        to_model_id=event.to_model.id,
-                        reason=event.reason,
-                        message=event.message,
-                        attempt=event.attempt,
-                    )
-                )
-            elif isinstance(event, Artifact):
-                yield router_pb2.GenerateResponse(artifact=convert.artifact_pb(event))
-            elif isinstance(event, ToolCallEvent):
-                yield router_pb2.GenerateResponse(tool_call=convert.tool_call_pb(event))
-            elif isinstance(event, Outcome):
-                _bind(model=event.model.id, attempts=event.attempts, credits=event.credits)
-                yield router_pb2.GenerateResponse(completion=_completion(event, gen))
+        account, decision = await self._decide(gen)
+        meter = app.billing.meter(account, decision, gen)
+        await meter.open()
+        error: BaseException | None = None
+        try:
+            simulated = app.providers.is_simulated(decision.model.id)
+            yield router_pb2.GenerateResponse(decision=app.messages.decision(decision, simulated))
+            async for event in app.generator.run(decision, gen, gate=meter):
+                yield await _frame(event, gen, meter)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await meter.close(error)
 
-    async def _decide(self, gen: GenerationRequest) -> Decision:
+    async def _decide(self, gen: GenerationRequest) -> tuple[AccountState, Decision]:
         _bind(request_id=gen.request_id, account=gen.selection.account_id)
         account = await self.app.accounts.state(gen.selection.account_id)
         decision = self.app.selector.select(gen.selection, account, self.app.health)
         _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
-        return decision
+        return account, decision
 
 
-def _completion(outcome: Outcome, gen: GenerationRequest) -> router_pb2.Completion:
-    return router_pb2.Completion(
+async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
+    if isinstance(event, TextChunk):
+        meter.saw(event)
+        return router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=event.text))
+    if isinstance(event, Artifact):
+        meter.saw(event)
+        return router_pb2.GenerateResponse(artifact=convert.artifact_pb(event))
+    if isinstance(event, ToolCallEvent):
+        meter.saw(event)
+        return router_pb2.GenerateResponse(tool_call=convert.tool_call_pb(event))
+    if isinstance(event, FallbackNotice):
+        log.warning(
+            "fallback",
+            **structlog.contextvars.get_contextvars(),
+            from_model=event.from_model.id,
+            to_model=event.to_model.id,
+            reason=event.reason,
+            attempt=event.attempt,
+        )
+        _bind(model=event.to_model.id, attempts=event.attempt)
+        return router_pb2.GenerateResponse(
+            fallback=router_pb2.Fallback(
+                from_model_id=event.from_model.id,
+                to_model_id=event.to_model.id,
+                reason=event.reason,
+                message=event.message,
+                attempt=event.attempt,
+            )
+        )
+    return await _completion(event, gen, meter)
+
+
+async def _completion(outcome: Outcome, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
+    await meter.complete(outcome.credits)
+    _bind(model=outcome.model.id, attempts=outcome.attempts, credits=meter.charged)
+    completion = router_pb2.Completion(
         model_id=outcome.model.id,
         finish_reason=int(outcome.finish_reason),
         usage=router_pb2.Usage(input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens),
-        credits_charged=outcome.credits,
+        credits_charged=meter.charged,
         attempts=outcome.attempts,
         simulated=outcome.simulated,
         request_id=gen.request_id,
     )
+    if meter.balance is not None:
+        completion.balance_remaining = meter.balance
+    return router_pb2.GenerateResponse(completion=completion)
+
+
+# ---------------------------------------------------------------- AccountService
+
+_MAX_PAGE = 500
+
+
+def _required(value: str, field: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidRequestError("FIELD_REQUIRED", f"{field} is required", {"field": field})
+    if len(value) > 256:
+        raise InvalidRequestError("INVALID_FIELD", f"{field}: longer than 256 characters", {"field": field})
+    return value
+
+
+def _timestamp(seconds: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds)
+
+
+class AccountService(accounts_pb2_grpc.AccountServiceServicer):
+    """Accounts, plans, top-ups and the ledger, for the platform's admin side."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def _account(self, record: AccountRecord) -> accounts_pb2.Account:
+        return accounts_pb2.Account(
+            account_id=record.account_id,
+            plan_id=record.plan_id,
+            balance=record.balance,
+            allowance_credits=record.allowance,
+            topup_credits=record.topup,
+            held_credits=record.held,
+            period_start=_timestamp(record.period_start),
+            period_end=_timestamp(record.period_end),
+            requests_in_flight=await self.app.limiter.in_flight(record.account_id),
+        )
+
+    async def CreateAccount(
+        self, request: accounts_pb2.CreateAccountRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.CreateAccountResponse:
+        """Create an account with its first allowance."""
+        account_id = _required(request.account_id, "account_id")
+        plan_id = request.plan_id.strip() or self.app.catalog.default_plan_id
+        led = self.app.ledger
+        record = await led.call(led.ledger.create_account, account_id, plan_id)
+        return accounts_pb2.CreateAccountResponse(account=await self._account(record))
+
+    async def UpdateAccountPlan(
+        self, request: accounts_pb2.UpdateAccountPlanRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.UpdateAccountPlanResponse:
+        """Move an account to another plan."""
+        account_id = _required(request.account_id, "account_id")
+        plan_id = _required(request.plan_id, "plan_id")
+        led = self.app.ledger
+        record = await led.call(led.ledger.set_plan, account_id, plan_id)
+        return accounts_pb2.UpdateAccountPlanResponse(account=await self._account(record))
+
+    async def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.GetAccountResponse:
+        """An account's plan, balance and period."""
+        account_id = _required(request.account_id, "account_id")
+        led = self.app.ledger
+        record = await led.call(led.ledger.get, account_id)
+        if record is None:
+            raise NotFoundError(
+                "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
+            )
+        return accounts_pb2.GetAccountResponse(account=await self._account(record))
+
+    async def GrantCredits(
+        self, request: accounts_pb2.GrantCreditsRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.GrantCreditsResponse:
+        """Add purchased credits once per idempotency key."""
+        account_id = _required(request.account_id, "account_id")
+        key = _required(request.idempotency_key, "idempotency_key")
+        if request.credits <= 0:
+            raise InvalidRequestError("INVALID_FIELD", "credits: must be positive", {"field": "credits"})
+        led = self.app.ledger
+        record, applied = await led.call(led.ledger.top_up, account_id, request.credits, key, request.note)
+        return accounts_pb2.GrantCreditsResponse(account=await self._account(record), applied=applied)
+
+    async def ListLedgerEntries(
+        self, request: accounts_pb2.ListLedgerEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.ListLedgerEntriesResponse:
+        """One page of an account's ledger, oldest first."""
+        account_id = _required(request.account_id, "account_id")
+        if request.page_size < 0:
+            raise InvalidRequestError("INVALID_FIELD", "page_size: cannot be negative", {"field": "page_size"})
+        size = min(request.page_size or 50, _MAX_PAGE)
+        after = _decode_token(request.page_token)
+        led = self.app.ledger
+        entries = await led.call(led.ledger.entries, account_id, after, size + 1)
+        more = len(entries) > size
+        entries = entries[:size]
+        out = [
+            accounts_pb2.LedgerEntry(
+                sequence=e.sequence,
+                account_id=e.account_id,
+                kind=int(e.kind),
+                amount=e.amount,
+                allowance_delta=e.allowance_delta,
+                topup_delta=e.topup_delta,
+                credits=e.credits,
+                request_id=e.request_id,
+                idempotency_key=e.idempotency_key,
+                note=e.note,
+                create_time=timestamp_pb2.Timestamp(
+                    seconds=e.created_ms // 1000, nanos=(e.created_ms % 1000) * 1_000_000
+                ),
+            )
+            for e in entries
+        ]
+        token = _encode_token(entries[-1].sequence) if more and entries else ""
+        return accounts_pb2.ListLedgerEntriesResponse(entries=out, next_page_token=token)
+
+
+def _encode_token(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{sequence}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if not text.startswith("seq:"):
+            raise ValueError(text)
+        return int(text[4:])
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(
+            "INVALID_PAGE_TOKEN", "page_token is not one this server issued", {"field": "page_token"}
+        ) from None

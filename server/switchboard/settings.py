@@ -28,6 +28,12 @@ class Settings:
     )
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 32 * 1024 * 1024
+    ledger: str = "sqlite:var/switchboard.db"
+    limiter: str = "memory"
+    hold_ttl_s: float = 300.0
+    lease_s: float = 30.0
+    sweep_interval_s: float = 5.0
+    auto_create_accounts: bool = False
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -71,6 +77,27 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="simulated calls to this model fail mid-stream (repeatable; * for all)",
     )
     parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
+    parser.add_argument("--ledger", default=env("ledger", d.ledger), help="sqlite:PATH or postgresql://...")
+    parser.add_argument("--limiter", default=env("limiter", d.limiter), help="memory or redis://HOST:PORT/DB")
+    parser.add_argument(
+        "--hold-ttl",
+        type=float,
+        default=env("hold-ttl", d.hold_ttl_s),
+        help="seconds an unrefreshed credit hold lives before the sweeper releases it",
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=env("lease", d.lease_s),
+        help="seconds an unrefreshed concurrency lease lives (Redis limiter)",
+    )
+    parser.add_argument("--sweep-interval", type=float, default=env("sweep-interval", d.sweep_interval_s))
+    parser.add_argument(
+        "--auto-create-accounts",
+        action="store_true",
+        default=str(env("auto-create-accounts", "")).lower() in ("1", "true", "yes"),
+        help="create unknown accounts on the default plan at first use (development)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -91,6 +118,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             fail_mid_stream=frozenset(args.sim_fail_mid),
         ),
         limits=Limits(max_prompt_chars=int(args.max_prompt_chars)),
+        ledger=args.ledger,
+        limiter=args.limiter,
+        hold_ttl_s=float(args.hold_ttl),
+        lease_s=float(args.lease),
+        sweep_interval_s=float(args.sweep_interval),
+        auto_create_accounts=args.auto_create_accounts,
     )
 
 

@@ -1,0 +1,539 @@
+"""The credit ledger: balances, holds and an append-only journal, with one set of rules for every
+storage backend.
+
+Rules (also in README.md):
+- A period is a calendar month in UTC. At the first touch of an account in a new period, what is
+  left of the old allowance expires (ALLOWANCE_EXPIRE) and the plan's monthly allowance is granted
+  (ALLOWANCE_GRANT). Top-ups (TOP_UP) never expire.
+- Spending draws on the allowance first, then on top-ups.
+- Generate holds its estimated cost (HOLD) atomically with the balance check, then settles once:
+  CHARGE (spends at most what was held and returns the rest) or RELEASE (returns everything).
+  A hold that is not settled before it expires is released by the sweeper, so a crashed server
+  leaves no credit held.
+- Every journal entry has a unique idempotency key: a top-up key or a Generate request id applied
+  twice changes nothing the second time. The journal's amounts always sum to the balance.
+
+The rules run inside one transaction per operation on a ``Tx``; the stores (SQLite, PostgreSQL)
+only provide transactions and SQL dialect. Operations are synchronous and run on the store's
+threads; ``AsyncLedger`` is the asyncio face the server uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError, SwitchboardError
+from switchboard.types import Plan
+
+T = TypeVar("T")
+
+
+class EntryKind(enum.IntEnum):
+    """The kinds of journal entry; numbers match ``LedgerEntryKind`` in accounts.proto."""
+
+    ALLOWANCE_GRANT = 1
+    ALLOWANCE_EXPIRE = 2
+    TOP_UP = 3
+    HOLD = 4
+    CHARGE = 5
+    RELEASE = 6
+
+
+class HoldState(enum.StrEnum):
+    """Where a hold is in its life."""
+
+    HELD = "held"
+    CHARGED = "charged"
+    RELEASED = "released"
+
+
+class AlreadyExistsError(SwitchboardError):
+    """Raised when creating something that exists, or reusing a Generate request id."""
+
+    code = "ALREADY_EXISTS"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account's stored state after any period rollover."""
+
+    account_id: str
+    plan_id: str
+    allowance: int
+    topup: int
+    period_start: int
+    period_end: int
+    held: int = 0
+
+    @property
+    def balance(self) -> int:
+        """Credits that can be spent now (holds already taken out)."""
+        return self.allowance + self.topup
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal entry. ``amount`` is the change to the spendable balance."""
+
+    sequence: int
+    account_id: str
+    kind: EntryKind
+    amount: int
+    allowance_delta: int
+    topup_delta: int
+    credits: int
+    request_id: str
+    idempotency_key: str
+    note: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The result of settling a hold: the account after it, the credits charged, and whether
+    this call closed the hold (False: it was settled before)."""
+
+    account: AccountRecord
+    charged: int
+    closed: bool
+
+
+class Tx(Protocol):
+    """A database transaction with ``%s`` placeholders."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row."""
+        ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+        ...
+
+
+class Store(Protocol):
+    """A place the ledger lives: transactions, the row-lock suffix, and worker threads."""
+
+    for_update: str
+    """Appended to the SELECT that reads an account inside a write (PostgreSQL: FOR UPDATE)."""
+
+    workers: int
+    """How many threads may run transactions at once."""
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction, committed on exit or rolled back on error."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def month_bounds(when: datetime) -> tuple[int, int]:
+    """Unix seconds of the start of ``when``'s calendar month (UTC) and of the next one."""
+    start = datetime(when.year, when.month, 1, tzinfo=UTC)
+    end = datetime(when.year + (when.month == 12), when.month % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_ACCOUNT_COLUMNS = "account_id, plan_id, allowance, topup, period_start, period_end"
+_ENTRY_COLUMNS = (
+    "seq, account_id, kind, amount, allowance_delta, topup_delta, credits, request_id, idempotency_key, note,"
+    " created_ms"
+)
+
+
+class Ledger:
+    """The ledger's rules over one store. Every public method is one transaction."""
+
+    def __init__(self, store: Store, plans: Mapping[str, Plan], clock: Callable[[], datetime] = _now) -> None:
+        self.store = store
+        self.plans = plans
+        self.clock = clock
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """Create an account on ``plan_id`` with this period's allowance granted."""
+        plan = self._plan(plan_id)
+        with self.store.transaction() as tx:
+            if self._read(tx, account_id, lock=False) is not None:
+                raise AlreadyExistsError("ACCOUNT_EXISTS", f"account {account_id!r} exists", {"account_id": account_id})
+            return self._insert(tx, account_id, plan)
+
+    def ensure_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """The account, created on ``plan_id`` first if it does not exist."""
+        found = self.get(account_id)
+        if found is not None:
+            return found
+        plan = self._plan(plan_id)
+        with self.store.transaction() as tx:
+            existing = self._read(tx, account_id, lock=True)
+            return existing if existing is not None else self._insert(tx, account_id, plan)
+
+    def get(self, account_id: str) -> AccountRecord | None:
+        """The account after any rollover due, or None."""
+        with self.store.transaction() as tx:
+            record = self._read(tx, account_id, lock=True)
+            return None if record is None else self._with_held(tx, self._rollover(tx, record))
+
+    def set_plan(self, account_id: str, plan_id: str) -> AccountRecord:
+        """Move the account to ``plan_id``. A larger allowance is granted for the rest of the
+        period at once (the difference); a smaller one takes effect next period."""
+        plan = self._plan(plan_id)
+        with self.store.transaction() as tx:
+            record = self._rollover(tx, self._require(tx, account_id))
+            old = self._plan(record.plan_id)
+            tx.run("UPDATE accounts SET plan_id = %s WHERE account_id = %s", (plan.id, account_id))
+            extra = plan.monthly_credits - old.monthly_credits
+            key = f"upgrade:{account_id}:{record.period_start}:{plan.id}"
+            if extra > 0 and not self._has_key(tx, key):
+                self._journal(
+                    tx, account_id, EntryKind.ALLOWANCE_GRANT, extra, 0, key=key, note=f"upgrade to {plan.id}"
+                )
+                tx.run("UPDATE accounts SET allowance = allowance + %s WHERE account_id = %s", (extra, account_id))
+            return self._with_held(tx, self._require(tx, account_id))
+
+    # ------------------------------------------------------------------- credits
+
+    def top_up(self, account_id: str, credits: int, key: str, note: str = "") -> tuple[AccountRecord, bool]:
+        """Add purchased credits once per ``key``; returns the account and whether it applied."""
+        if credits <= 0:
+            raise PreconditionError("INVALID_CREDITS", "credits must be positive", {"credits": str(credits)})
+        full_key = f"topup:{account_id}:{key}"
+        with self.store.transaction() as tx:
+            record = self._rollover(tx, self._require(tx, account_id))
+            previous = tx.one("SELECT amount FROM ledger WHERE idempotency_key = %s", (full_key,))
+            if previous is not None:
+                if previous[0] != credits:
+                    raise PreconditionError(
+                        "IDEMPOTENCY_KEY_REUSED",
+                        f"key {key!r} was used for {previous[0]} credits, not {credits}",
+                        {"idempotency_key": key, "credits": str(previous[0])},
+                    )
+                return self._with_held(tx, record), False
+            self._journal(tx, account_id, EntryKind.TOP_UP, 0, credits, key=full_key, note=note)
+            tx.run("UPDATE accounts SET topup = topup + %s WHERE account_id = %s", (credits, account_id))
+            return self._with_held(tx, self._require(tx, account_id)), True
+
+    def hold(self, account_id: str, request_id: str, credits: int, expires_ms: int) -> AccountRecord:
+        """Reserve ``credits`` for a request, or raise INSUFFICIENT_CREDITS; a request id can
+        hold once (DUPLICATE_REQUEST)."""
+        with self.store.transaction() as tx:
+            record = self._rollover(tx, self._require(tx, account_id))
+            if tx.one("SELECT state FROM holds WHERE account_id = %s AND request_id = %s", (account_id, request_id)):
+                raise AlreadyExistsError(
+                    "DUPLICATE_REQUEST",
+                    f"request id {request_id!r} was already used for this account",
+                    {"request_id": request_id},
+                )
+            if credits > record.balance:
+                raise ExhaustedError(
+                    "INSUFFICIENT_CREDITS",
+                    f"the balance of {record.balance} credits does not cover {credits} credits",
+                    {"balance": str(record.balance), "cheapest_price": str(credits)},
+                )
+            from_allowance = min(record.allowance, credits)
+            from_topup = credits - from_allowance
+            tx.run(
+                "INSERT INTO holds (account_id, request_id, allowance_part, topup_part, period_start, expires_ms,"
+                " state) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (account_id, request_id, from_allowance, from_topup, record.period_start, expires_ms, HoldState.HELD),
+            )
+            self._move(
+                tx,
+                account_id,
+                EntryKind.HOLD,
+                -from_allowance,
+                -from_topup,
+                request_id,
+                f"hold:{account_id}:{request_id}",
+            )
+            return self._with_held(tx, self._require(tx, account_id))
+
+    def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
+        """Grow an open hold by ``credits`` (a fallback model that costs more), or raise
+        INSUFFICIENT_CREDITS."""
+        with self.store.transaction() as tx:
+            record = self._rollover(tx, self._require(tx, account_id))
+            hold = self._open_hold(tx, account_id, request_id)
+            if hold is None:
+                raise PreconditionError("HOLD_NOT_OPEN", f"request {request_id!r} holds nothing", {})
+            if credits > record.balance:
+                raise ExhaustedError(
+                    "INSUFFICIENT_CREDITS",
+                    f"the balance of {record.balance} credits does not cover {credits} more credits",
+                    {"balance": str(record.balance), "cheapest_price": str(credits)},
+                )
+            a = min(record.allowance, credits)
+            t = credits - a
+            if hold[2] != record.period_start:
+                a, t = 0, credits  # allowance of a newer period is not mixed into an older hold
+                if t > record.topup:
+                    raise ExhaustedError("INSUFFICIENT_CREDITS", "the top-up balance does not cover the increase", {})
+            tx.run(
+                "UPDATE holds SET allowance_part = allowance_part + %s, topup_part = topup_part + %s"
+                " WHERE account_id = %s AND request_id = %s",
+                (a, t, account_id, request_id),
+            )
+            n = tx.one(
+                "SELECT COUNT(*) FROM ledger WHERE account_id = %s AND request_id = %s", (account_id, request_id)
+            )
+            key = f"hold:{account_id}:{request_id}:+{n[0] if n else 0}"
+            self._move(tx, account_id, EntryKind.HOLD, -a, -t, request_id, key)
+
+    def refresh_hold(self, account_id: str, request_id: str, expires_ms: int) -> bool:
+        """Push back an open hold's expiry; False when it is no longer open."""
+        with self.store.transaction() as tx:
+            changed = tx.run(
+                "UPDATE holds SET expires_ms = %s WHERE account_id = %s AND request_id = %s AND state = %s",
+                (expires_ms, account_id, request_id, HoldState.HELD),
+            )
+            return changed > 0
+
+    def settle(self, account_id: str, request_id: str, charge: int, note: str = "") -> Settlement:
+        """Close a hold: spend ``min(charge, held)`` (allowance part first) and return the rest.
+        ``charge`` 0 is a release. Settling twice changes nothing."""
+        with self.store.transaction() as tx:
+            record = self._rollover(tx, self._require(tx, account_id))
+            hold = self._open_hold(tx, account_id, request_id)
+            if hold is None:
+                row = tx.one(
+                    "SELECT credits FROM ledger WHERE idempotency_key = %s", (f"settle:{account_id}:{request_id}",)
+                )
+                return Settlement(self._with_held(tx, record), int(row[0]) if row else 0, closed=False)
+            allowance_part, topup_part, period_start = hold
+            spent = max(0, min(charge, allowance_part + topup_part))
+            spent_allowance = min(spent, allowance_part)
+            back_allowance = allowance_part - spent_allowance
+            back_topup = topup_part - (spent - spent_allowance)
+            if period_start != record.period_start:
+                back_allowance = 0  # that allowance expired with its period
+                note = (note + "; " if note else "") + "allowance part expired with its period"
+            kind = EntryKind.CHARGE if spent else EntryKind.RELEASE
+            tx.run(
+                "UPDATE holds SET state = %s WHERE account_id = %s AND request_id = %s",
+                (HoldState.CHARGED if spent else HoldState.RELEASED, account_id, request_id),
+            )
+            self._move(
+                tx,
+                account_id,
+                kind,
+                back_allowance,
+                back_topup,
+                request_id,
+                f"settle:{account_id}:{request_id}",
+                credits=spent,
+                note=note,
+            )
+            return Settlement(self._with_held(tx, self._require(tx, account_id)), spent, closed=True)
+
+    def sweep(self, limit: int = 200) -> int:
+        """Release holds past their expiry; returns how many."""
+        now_ms = int(self.clock().timestamp() * 1000)
+        with self.store.transaction() as tx:
+            due = tx.all(
+                "SELECT account_id, request_id FROM holds WHERE state = %s AND expires_ms < %s LIMIT %s",
+                (HoldState.HELD, now_ms, limit),
+            )
+        return sum(self.settle(account_id, request_id, 0, note="expired").closed for account_id, request_id in due)
+
+    # ------------------------------------------------------------------- reading
+
+    def entries(self, account_id: str, after: int, limit: int) -> list[Entry]:
+        """Journal entries of an account with a sequence number above ``after``, oldest first."""
+        with self.store.transaction() as tx:
+            self._require(tx, account_id, lock=False)
+            rows = tx.all(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE account_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                (account_id, after, limit),
+            )
+        return [Entry(r[0], r[1], EntryKind(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows]
+
+    def totals(self, account_id: str) -> tuple[int, int, int]:
+        """The journal's sums of amount, allowance and top-up changes (for audits and tests)."""
+        with self.store.transaction() as tx:
+            row = tx.one(
+                "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(allowance_delta), 0), COALESCE(SUM(topup_delta), 0)"
+                " FROM ledger WHERE account_id = %s",
+                (account_id,),
+            )
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # ------------------------------------------------------------------- helpers
+
+    def _plan(self, plan_id: str) -> Plan:
+        plan = self.plans.get(plan_id)
+        if plan is None:
+            raise NotFoundError("PLAN_NOT_FOUND", f"no plan has the id {plan_id!r}", {"plan_id": plan_id})
+        return plan
+
+    def _read(self, tx: Tx, account_id: str, *, lock: bool) -> AccountRecord | None:
+        suffix = self.store.for_update if lock else ""
+        row = tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = %s{suffix}", (account_id,))
+        return None if row is None else AccountRecord(*row)
+
+    def _require(self, tx: Tx, account_id: str, *, lock: bool = True) -> AccountRecord:
+        record = self._read(tx, account_id, lock=lock)
+        if record is None:
+            raise NotFoundError(
+                "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
+            )
+        return record
+
+    def _with_held(self, tx: Tx, record: AccountRecord) -> AccountRecord:
+        row = tx.one(
+            "SELECT COALESCE(SUM(allowance_part + topup_part), 0) FROM holds WHERE account_id = %s AND state = %s",
+            (record.account_id, HoldState.HELD),
+        )
+        return AccountRecord(
+            record.account_id,
+            record.plan_id,
+            record.allowance,
+            record.topup,
+            record.period_start,
+            record.period_end,
+            int(row[0]) if row else 0,
+        )
+
+    def _insert(self, tx: Tx, account_id: str, plan: Plan) -> AccountRecord:
+        start, end = month_bounds(self.clock())
+        tx.run(
+            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+            (account_id, plan.id, plan.monthly_credits, 0, start, end),
+        )
+        self._journal(
+            tx, account_id, EntryKind.ALLOWANCE_GRANT, plan.monthly_credits, 0, key=f"grant:{account_id}:{start}"
+        )
+        return AccountRecord(account_id, plan.id, plan.monthly_credits, 0, start, end)
+
+    def _rollover(self, tx: Tx, record: AccountRecord) -> AccountRecord:
+        now = self.clock()
+        if now.timestamp() < record.period_end:
+            return record
+        start, end = month_bounds(now)
+        plan = self._plan(record.plan_id)
+        if record.allowance:
+            self._journal(
+                tx,
+                record.account_id,
+                EntryKind.ALLOWANCE_EXPIRE,
+                -record.allowance,
+                0,
+                key=f"expire:{record.account_id}:{record.period_start}",
+            )
+        self._journal(
+            tx,
+            record.account_id,
+            EntryKind.ALLOWANCE_GRANT,
+            plan.monthly_credits,
+            0,
+            key=f"grant:{record.account_id}:{start}",
+        )
+        tx.run(
+            "UPDATE accounts SET allowance = %s, period_start = %s, period_end = %s WHERE account_id = %s",
+            (plan.monthly_credits, start, end, record.account_id),
+        )
+        return AccountRecord(record.account_id, record.plan_id, plan.monthly_credits, record.topup, start, end)
+
+    def _open_hold(self, tx: Tx, account_id: str, request_id: str) -> tuple[int, int, int] | None:
+        row = tx.one(
+            "SELECT allowance_part, topup_part, period_start FROM holds"
+            " WHERE account_id = %s AND request_id = %s AND state = %s",
+            (account_id, request_id, HoldState.HELD),
+        )
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    def _has_key(self, tx: Tx, key: str) -> bool:
+        return tx.one("SELECT 1 FROM ledger WHERE idempotency_key = %s", (key,)) is not None
+
+    def _move(
+        self,
+        tx: Tx,
+        account_id: str,
+        kind: EntryKind,
+        allowance_delta: int,
+        topup_delta: int,
+        request_id: str,
+        key: str,
+        *,
+        credits: int = 0,
+        note: str = "",
+    ) -> None:
+        self._journal(
+            tx,
+            account_id,
+            kind,
+            allowance_delta,
+            topup_delta,
+            key=key,
+            request_id=request_id,
+            credits=credits,
+            note=note,
+        )
+        tx.run(
+            "UPDATE accounts SET allowance = allowance + %s, topup = topup + %s WHERE account_id = %s",
+            (allowance_delta, topup_delta, account_id),
+        )
+
+    def _journal(
+        self,
+        tx: Tx,
+        account_id: str,
+        kind: EntryKind,
+        allowance_delta: int,
+        topup_delta: int,
+        *,
+        key: str,
+        request_id: str = "",
+        credits: int = 0,
+        note: str = "",
+    ) -> None:
+        tx.run(
+            "INSERT INTO ledger (account_id, kind, amount, allowance_delta, topup_delta, credits, request_id,"
+            " idempotency_key, note, created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                account_id,
+                int(kind),
+                allowance_delta + topup_delta,
+                allowance_delta,
+                topup_delta,
+                credits,
+                request_id,
+                key,
+                note,
+                int(self.clock().timestamp() * 1000),
+            ),
+        )
+
+
+class AsyncLedger:
+    """The ledger for asyncio code: each operation runs on one of the store's threads."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._pool = ThreadPoolExecutor(max_workers=ledger.store.workers, thread_name_prefix="ledger")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (a Ledger method) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
+
+    def close(self) -> None:
+        """Stop the threads and close the store."""
+        self._pool.shutdown(wait=True)
+        self.ledger.store.close()

@@ -1,0 +1,157 @@
+"""Ledger stores: SQLite (the embedded default) and PostgreSQL (shared by several replicas).
+
+Both give the ledger write transactions that serialize on the account: SQLite by taking the
+database's write lock up front (``BEGIN IMMEDIATE``, WAL mode), PostgreSQL by ``SELECT ... FOR
+UPDATE`` on the account row. The schema is the same in both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from switchboard.errors import ConfigError
+from switchboard.ledger import Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+  account_id TEXT PRIMARY KEY,
+  plan_id TEXT NOT NULL,
+  allowance BIGINT NOT NULL,
+  topup BIGINT NOT NULL,
+  period_start BIGINT NOT NULL,
+  period_end BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holds (
+  account_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  allowance_part BIGINT NOT NULL,
+  topup_part BIGINT NOT NULL,
+  period_start BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (account_id, request_id)
+);
+CREATE INDEX IF NOT EXISTS holds_open ON holds (state, expires_ms);
+CREATE TABLE IF NOT EXISTS ledger (
+  seq {serial},
+  account_id TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  amount BIGINT NOT NULL,
+  allowance_delta BIGINT NOT NULL,
+  topup_delta BIGINT NOT NULL,
+  credits BIGINT NOT NULL,
+  request_id TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  note TEXT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account_id, seq);
+"""
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(sql.replace("%s", "?"), params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(sql.replace("%s", "?"), params).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql.replace("%s", "?"), params).rowcount
+
+
+class SqliteStore:
+    """The ledger in one SQLite file (WAL mode). Safe for several processes on one machine."""
+
+    for_update = ""
+    workers = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._conn.executescript(_SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTx]:
+        """A write transaction holding the database's write lock from the start."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+class _PgTx:
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.cur.execute(sql, params)
+        row: tuple[Any, ...] | None = self.cur.fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cur.execute(sql, params)
+        return list(self.cur.fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cur.execute(sql, params)
+        return int(self.cur.rowcount)
+
+
+class PostgresStore:
+    """The ledger in PostgreSQL, shared by every replica; accounts are locked row by row."""
+
+    for_update = " FOR UPDATE"
+
+    def __init__(self, dsn: str, workers: int = 8) -> None:
+        from psycopg_pool import ConnectionPool  # noqa: PLC0415 - only PostgreSQL deployments need it
+
+        self.workers = workers
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=workers, open=True, kwargs={"autocommit": False})
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(727274)")  # one replica creates the schema at a time
+            for statement in _SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PgTx]:
+        """A transaction on a pooled connection, committed on exit."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgTx(cur)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+
+def open_store(url: str) -> Store:
+    """The store a ledger URL names: ``sqlite:PATH`` or ``postgresql://...``."""
+    if url.startswith("sqlite:"):
+        return SqliteStore(url.removeprefix("sqlite:").removeprefix("//"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ConfigError(f"--ledger {url!r}: use sqlite:PATH or postgresql://...")
