@@ -102,6 +102,39 @@ class TestCommands:
         assert "reason: MODEL_NOT_FOUND" in out.stderr
 
 
+class TestWorkers:
+    """Several worker processes share one port and one concurrency limit."""
+
+    def test_two_workers(self, tmp_path: Path) -> None:
+        """Two workers serve; four channels see one limit of two streams (the free plan)."""
+        s = Server(tmp_path, "--workers", "2", "--sim-inter-token-ms", "20", "--sim-tokens", "200")
+        try:
+            channels = [grpc.insecure_channel(s.target) for _ in range(4)]
+            stubs = [router_pb2_grpc.RouterServiceStub(c) for c in channels]
+
+            def req(i: int) -> router_pb2.GenerateRequest:
+                return router_pb2.GenerateRequest(
+                    account_id="w", request_id=f"r{i}", modality=catalog_pb2.MODALITY_TEXT, prompt="hi"
+                )
+
+            streams = [stubs[i].Generate(req(i), timeout=30) for i in range(2)]
+            for st in streams:
+                assert next(st).WhichOneof("event") == "decision"
+            for i in (2, 3):
+                with pytest.raises(grpc.RpcError) as err:
+                    next(stubs[i].Generate(req(i), timeout=30))
+                assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            for st in streams:
+                st.cancel()
+            for c in channels:
+                c.close()
+        finally:
+            out = s.stop()
+        pids = {json.loads(line)["pid"] for line in out.splitlines() if '"serving"' in line}
+        assert len(pids) == 2
+        assert s.proc.returncode == 0
+
+
 class TestServeProcess:
     """The server process: bad config, simulated report, graceful SIGTERM."""
 

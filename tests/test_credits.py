@@ -330,7 +330,7 @@ class Replica:
         port_file = tmp / f"{name}.port"
         self.log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), *args],
+            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--workers", "1", *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

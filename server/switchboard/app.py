@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from switchboard.billing import Billing, BillingSettings, LedgerAccounts
 from switchboard.catalog import load_catalog
 from switchboard.convert import Messages
+from switchboard.errors import ConfigError
 from switchboard.generation import Generator
 from switchboard.ledger import AsyncLedger, Ledger
-from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter
+from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter, SqliteLimiter
 from switchboard.providers import ProviderRegistry
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import ALWAYS_AVAILABLE, Selector
@@ -43,10 +44,17 @@ class App:
 
 
 def open_limiter(settings: Settings) -> SlotLimiter:
-    """The limiter the settings name."""
+    """The limiter the settings name: ``memory``, ``sqlite`` (leases in the SQLite ledger's file,
+    shared by worker processes) or ``redis://...``."""
     if settings.limiter == "memory":
         return MemoryLimiter()
-    return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
+    if settings.limiter == "sqlite":
+        if not settings.ledger.startswith("sqlite:"):
+            raise ConfigError("--limiter sqlite needs the SQLite ledger; use --limiter redis://... with PostgreSQL")
+        return SqliteLimiter(settings.ledger.removeprefix("sqlite:").removeprefix("//"), lease_s=settings.lease_s)
+    if settings.limiter.startswith(("redis://", "rediss://", "unix://")):
+        return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
+    raise ConfigError(f"--limiter {settings.limiter!r}: use memory, sqlite or redis://HOST:PORT/DB")
 
 
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None) -> App:

@@ -134,6 +134,10 @@ class Store(Protocol):
         """A write transaction, committed on exit or rolled back on error."""
         ...
 
+    def reading(self) -> AbstractContextManager[Tx]:
+        """A read-only snapshot that takes no write lock."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -186,7 +190,14 @@ class Ledger:
             return existing if existing is not None else self._insert(tx, account_id, plan)
 
     def get(self, account_id: str) -> AccountRecord | None:
-        """The account after any rollover due, or None."""
+        """The account after any rollover due, or None. Reads without a write lock unless a
+        rollover is due."""
+        with self.store.reading() as tx:
+            record = self._read(tx, account_id, lock=False)
+            if record is None:
+                return None
+            if self.clock().timestamp() < record.period_end:
+                return self._with_held(tx, record)
         with self.store.transaction() as tx:
             record = self._read(tx, account_id, lock=True)
             return None if record is None else self._with_held(tx, self._rollover(tx, record))

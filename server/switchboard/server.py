@@ -6,6 +6,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
+from switchboard.catalog import load_catalog
+from switchboard.errors import ConfigError
 from switchboard.interceptors import RpcInterceptor
 from switchboard.logs import configure_logging
 from switchboard.service import AccountService, RouterService
@@ -58,7 +65,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
     ]
     server = grpc.aio.server(interceptors=[RpcInterceptor()], options=options)
     router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(app), server)
@@ -106,3 +113,69 @@ async def serve(settings: Settings) -> None:
     log.info("shutting_down", grace_s=settings.grace_s)
     await handle.stop(settings.grace_s)
     log.info("stopped")
+
+
+def supervise(settings: Settings, argv: list[str]) -> int:
+    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), forward SIGTERM and
+    SIGINT to them, and wait. Returns the exit status."""
+    configure_logging(settings.log_format, settings.log_level)
+    load_catalog(settings.config_path)  # a bad config stops start-up here, before any worker starts
+    host, _, port_text = settings.listen.rpartition(":")
+    port = int(port_text)
+    if port == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
+            s.bind((host.strip("[]") or "0.0.0.0", 0))
+            port = s.getsockname()[1]
+    limiter = settings.limiter
+    if limiter == "memory":
+        if not settings.ledger.startswith("sqlite:"):
+            raise ConfigError("several workers need a shared limiter: --limiter redis://... (or --workers 1)")
+        limiter = "sqlite"  # the in-process limiter would give each worker its own limit
+    with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
+        children = []
+        for i in range(settings.workers):
+            cmd = [
+                sys.executable,
+                "-m",
+                "switchboard.cli",
+                "serve",
+                *argv,
+                "--workers",
+                "1",
+                "--reuse-port",
+                "--listen",
+                f"{host}:{port}",
+                "--limiter",
+                limiter,
+                "--port-file",
+                f"{tmp}/worker-{i}",
+            ]
+            children.append(subprocess.Popen(cmd))
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{tmp}/worker-{i}").exists() for i in range(settings.workers)):
+            if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
+                log.error("worker_failed_to_start")
+                for c in children:
+                    c.terminate()
+                return 1
+            time.sleep(0.05)
+        log.info("workers_serving", port=port, workers=settings.workers, pids=[c.pid for c in children])
+        if settings.port_file:
+            Path(settings.port_file).write_text(f"{port}\n", encoding="utf-8")
+        stopping = False
+
+        def forward(signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+            for c in children:
+                if c.poll() is None:
+                    c.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        while any(c.poll() is None for c in children):
+            if not stopping and any(c.poll() is not None for c in children):
+                log.error("worker_exited", codes=[c.poll() for c in children])
+                forward(signal.SIGTERM, None)
+            time.sleep(0.1)
+        return 0 if stopping and all(c.returncode == 0 for c in children) else 1

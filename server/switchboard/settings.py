@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,8 @@ class Settings:
     lease_s: float = 30.0
     sweep_interval_s: float = 5.0
     auto_create_accounts: bool = False
+    workers: int = 1
+    reuse_port: bool = False
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -51,6 +54,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument("--port-file", default=env("port-file", None), help="write the bound port here once serving")
     parser.add_argument("--log-format", choices=("json", "console"), default=env("log-format", d.log_format))
     parser.add_argument("--log-level", default=env("log-level", d.log_level))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=env("workers", os.cpu_count() or 1),
+        help="server processes sharing the port, one event loop each (default: the number of cores)",
+    )
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
     parser.add_argument(
         "--no-simulation",
@@ -124,6 +134,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         lease_s=float(args.lease),
         sweep_interval_s=float(args.sweep_interval),
         auto_create_accounts=args.auto_create_accounts,
+        workers=max(1, int(args.workers)),
+        reuse_port=args.reuse_port,
     )
 
 

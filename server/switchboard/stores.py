@@ -98,6 +98,16 @@ class SqliteStore:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def reading(self) -> Iterator[_SqliteTx]:
+        """A read snapshot (deferred transaction: no write lock)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
@@ -141,6 +151,13 @@ class PostgresStore:
     def transaction(self) -> Iterator[_PgTx]:
         """A transaction on a pooled connection, committed on exit."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgTx(cur)
+
+    @contextmanager
+    def reading(self) -> Iterator[_PgTx]:
+        """A read-only transaction on a pooled connection."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
             yield _PgTx(cur)
 
     def close(self) -> None:
