@@ -185,9 +185,14 @@ class Ledger:
         if found is not None:
             return found
         plan = self._plan(plan_id)
-        with self.store.transaction() as tx:
-            existing = self._read(tx, account_id, lock=True)
-            return existing if existing is not None else self._insert(tx, account_id, plan)
+        try:
+            with self.store.transaction() as tx:
+                existing = self._read(tx, account_id, lock=True)
+                return existing if existing is not None else self._insert(tx, account_id, plan)
+        except AlreadyExistsError:
+            found = self.get(account_id)
+            assert found is not None
+            return found
 
     def get(self, account_id: str) -> AccountRecord | None:
         """The account after any rollover due, or None. Reads without a write lock unless a
@@ -424,10 +429,13 @@ class Ledger:
 
     def _insert(self, tx: Tx, account_id: str, plan: Plan) -> AccountRecord:
         start, end = month_bounds(self.clock())
-        tx.run(
-            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+        inserted = tx.run(
+            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (account_id) DO NOTHING",
             (account_id, plan.id, plan.monthly_credits, 0, start, end),
         )
+        if not inserted:  # another replica created it between our read and our insert
+            raise AlreadyExistsError("ACCOUNT_EXISTS", f"account {account_id!r} exists", {"account_id": account_id})
         self._journal(
             tx, account_id, EntryKind.ALLOWANCE_GRANT, plan.monthly_credits, 0, key=f"grant:{account_id}:{start}"
         )

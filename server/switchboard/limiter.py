@@ -143,17 +143,16 @@ class SqliteLimiter:
     (the default when ``--workers`` is above 1 with the SQLite ledger)."""
 
     def __init__(self, path: str, lease_s: float = 30.0) -> None:
-        import sqlite3  # noqa: PLC0415
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        from switchboard.stores import sqlite_connect  # noqa: PLC0415
 
         self.lease_ms = int(lease_s * 1000)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slots")
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.execute(
+        self._conn = sqlite_connect(
+            path,
             "CREATE TABLE IF NOT EXISTS slots (account_id TEXT NOT NULL, lease_id TEXT NOT NULL,"
-            " expires_ms BIGINT NOT NULL, PRIMARY KEY (account_id, lease_id))"
+            " expires_ms BIGINT NOT NULL, PRIMARY KEY (account_id, lease_id));",
         )
 
     async def _run(self, fn: Callable[[], T]) -> T:
