@@ -73,6 +73,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),
         auto_create_accounts=settings.auto_create_accounts,
     )
+    accounts = LedgerAccounts(ledger, catalog, settings.auto_create_accounts, settings.balance_cache_s)
     return App(
         settings=settings,
         catalog=catalog,
@@ -82,8 +83,8 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         generator=Generator(providers),
         ledger=ledger,
         limiter=limiter,
-        accounts=LedgerAccounts(ledger, catalog, settings.auto_create_accounts),
-        billing=Billing(ledger, limiter, billing_settings),
+        accounts=accounts,
+        billing=Billing(ledger, limiter, billing_settings, accounts),
         health=ALWAYS_AVAILABLE,
         messages=Messages(catalog.models),
     )

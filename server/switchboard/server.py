@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
@@ -25,6 +24,7 @@ from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
 from switchboard.interceptors import RpcInterceptor
 from switchboard.logs import configure_logging
+from switchboard.reflection import enable_reflection
 from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
@@ -72,7 +72,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(app), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")

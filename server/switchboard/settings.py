@@ -35,6 +35,7 @@ class Settings:
     lease_s: float = 30.0
     sweep_interval_s: float = 5.0
     auto_create_accounts: bool = False
+    balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
 
@@ -101,6 +102,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         default=env("lease", d.lease_s),
         help="seconds an unrefreshed concurrency lease lives (Redis limiter)",
     )
+    parser.add_argument(
+        "--balance-cache",
+        type=float,
+        default=env("balance-cache", d.balance_cache_s),
+        help="seconds selection may use a balance it read before (holds always check atomically)",
+    )
     parser.add_argument("--sweep-interval", type=float, default=env("sweep-interval", d.sweep_interval_s))
     parser.add_argument(
         "--auto-create-accounts",
@@ -133,6 +140,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         hold_ttl_s=float(args.hold_ttl),
         lease_s=float(args.lease),
         sweep_interval_s=float(args.sweep_interval),
+        balance_cache_s=float(args.balance_cache),
         auto_create_accounts=args.auto_create_accounts,
         workers=max(1, int(args.workers)),
         reuse_port=args.reuse_port,
