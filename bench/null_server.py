@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import grpc
-
 from switchboard.app import build_app
 from switchboard.convert import generation_request
 from switchboard.reflection import enable_reflection
@@ -64,7 +63,7 @@ async def serve(listen: str, port_file: str | None) -> None:
     port = server.add_insecure_port(listen)
     await server.start()
     if port_file:
-        Path(port_file).write_text(str(port))
+        Path(port_file).write_text(str(port))  # noqa: ASYNC240 - once, at start-up
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -73,7 +73,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         gen = convert.generation_request(request.request, limits, need_content=False, field="request.")
         _, decision = await self._decide(gen)
         simulated = self.app.providers.is_simulated(decision.model.id)
-        return router_pb2.SelectModelResponse(decision=self.app.messages.decision(decision, simulated))
+        return self.app.messages.select_response(decision, simulated)
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
