@@ -83,7 +83,7 @@ def gen_typescript(out: Path) -> None:
         f"-I{GOOGLE_PROTOS}",
         f"--plugin=protoc-gen-ts_proto={TS_PLUGIN}",
         f"--ts_proto_out={out}",
-        "--ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,importSuffix=.js",
+        "--ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,importSuffix=.js,exportCommonSymbols=false",
         *map(str, PROTOS),
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
