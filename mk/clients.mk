@@ -45,3 +45,11 @@ buf-breaking: $(STAMP)
 	$(VENV)/bin/buf breaking --against ".git#ref=$$against"
 
 TEST_TARGETS += check-clients clients-test buf-breaking
+
+# grpcurl, for trying the API from a shell (server reflection is on, so no proto files are needed).
+GRPCURL_VERSION := v1.9.3
+.tools/bin/grpcurl:
+	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+.PHONY: grpcurl
+grpcurl: .tools/bin/grpcurl
