@@ -106,3 +106,12 @@ def fresh_postgres(postgres_dsn: str) -> str:
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Await ``check`` every 20 ms until it returns True; fail the test after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

@@ -13,12 +13,13 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from conftest import ServerFactory, error_info, wait_until
+from conftest import ServerFactory, error_info, eventually, wait_until
 from google.protobuf import json_format
 from procs import ServerProcess
 from switchboard.catalog import default_config_text, parse_config
 from switchboard.ledger import Ledger
 from switchboard.providers.simulated import SimulationProfile
+from switchboard.server import ServerHandle
 from switchboard.stores import open_store
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 
@@ -52,6 +53,11 @@ async def run(stub: router_pb2_grpc.RouterServiceStub, req: router_pb2.GenerateR
         last = frame
     assert last is not None
     return last.completion
+
+
+async def no_slots(handle: ServerHandle, account_id: str) -> bool:
+    """Whether the account holds no concurrency slot."""
+    return await handle.app.limiter.in_flight(account_id) == 0
 
 
 async def drain(call: grpc.aio.UnaryStreamCall) -> None:
@@ -203,7 +209,7 @@ class TestSettlement:
         call.cancel()
         led = handle.app.ledger
         await wait_until(lambda: handle.app.simulator.active_streams == 0)
-        await wait_until(lambda: handle.app.limiter._slots == {})  # type: ignore[attr-defined]
+        await eventually(lambda: no_slots(handle, "c1"))
         record = await led.call(led.ledger.get, "c1")
         assert record is not None
         assert (record.balance, record.held) == (500, 0)
@@ -286,7 +292,7 @@ class TestConcurrency:
             await drain(calls[2])
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         await drain(calls[1])
-        await wait_until(lambda: handle.app.limiter._slots == {}, within=5)  # type: ignore[attr-defined]
+        await eventually(lambda: no_slots(handle, "t"))
         assert (await run(stub, gen("t", "r-after"))).credits_charged == 1
         await channel.close()
 
@@ -329,8 +335,12 @@ def Replica(tmp: Path, name: str, *args: str) -> ServerProcess:
 class TestReplicas:
     """Two processes sharing PostgreSQL and Redis keep one balance and one concurrency limit."""
 
-    async def test_two_replicas(self, tmp_path: Path, fresh_postgres: str, redis_url: str) -> None:
-        """A global limit of three across both replicas, and no overspending across them."""
+    @pytest.mark.parametrize("limiter", ["redis", "ledger"])
+    async def test_two_replicas(
+        self, tmp_path: Path, fresh_postgres: str, limiter: str, request: pytest.FixtureRequest
+    ) -> None:
+        """A global limit of three across both replicas, and no overspending across them, with the
+        limit kept in Redis or in the shared ledger."""
         config = config_with_test_plans(tmp_path)
         common = [
             "--config",
@@ -338,7 +348,7 @@ class TestReplicas:
             "--ledger",
             fresh_postgres,
             "--limiter",
-            redis_url,
+            request.getfixturevalue("redis_url") if limiter == "redis" else "ledger",
             "--sim-ttft-ms",
             "0",
             "--sim-inter-token-ms",
@@ -392,15 +402,16 @@ class TestReplicas:
 class TestCrash:
     """A server killed mid-stream leaves no credit lost or held once the hold expires."""
 
-    async def test_sigkill_mid_stream(self, tmp_path: Path, redis_url: str) -> None:
+    @pytest.mark.parametrize("limiter", ["redis", "ledger"])
+    async def test_sigkill_mid_stream(self, tmp_path: Path, limiter: str, request: pytest.FixtureRequest) -> None:
         """SIGKILL while streaming; a new server on the same ledger releases the hold after its
-        expiry, and the Redis slot comes back when its lease runs out."""
+        expiry, and the slot (a Redis lease or a ledger slot) comes back when it lapses."""
         ledger = f"sqlite:{tmp_path / 'crash.db'}"
         args = [
             "--ledger",
             ledger,
             "--limiter",
-            redis_url,
+            request.getfixturevalue("redis_url") if limiter == "redis" else "ledger",
             "--auto-create-accounts",
             "--hold-ttl",
             "1",

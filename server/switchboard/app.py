@@ -11,7 +11,7 @@ from switchboard.convert import Messages
 from switchboard.errors import ConfigError
 from switchboard.generation import Generator
 from switchboard.ledger import AsyncLedger, Ledger
-from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter, SqliteLimiter
+from switchboard.limiter import LedgerSlots, MemoryLimiter, RedisLimiter, SlotLimiter
 from switchboard.providers import ProviderRegistry
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import ALWAYS_AVAILABLE, Selector
@@ -43,18 +43,16 @@ class App:
         self.ledger.close()
 
 
-def open_limiter(settings: Settings) -> SlotLimiter:
-    """The limiter the settings name: ``memory``, ``sqlite`` (leases in the SQLite ledger's file,
-    shared by worker processes) or ``redis://...``."""
+def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
+    """The limiter the settings name: ``ledger`` (slots in the ledger's database; the default),
+    ``memory`` (this process only) or ``redis://...``."""
+    if settings.limiter == "ledger":
+        return LedgerSlots(ledger, lease_s=settings.lease_s)
     if settings.limiter == "memory":
         return MemoryLimiter()
-    if settings.limiter == "sqlite":
-        if not settings.ledger.startswith("sqlite:"):
-            raise ConfigError("--limiter sqlite needs the SQLite ledger; use --limiter redis://... with PostgreSQL")
-        return SqliteLimiter(settings.ledger.removeprefix("sqlite:").removeprefix("//"), lease_s=settings.lease_s)
     if settings.limiter.startswith(("redis://", "rediss://", "unix://")):
         return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
-    raise ConfigError(f"--limiter {settings.limiter!r}: use memory, sqlite or redis://HOST:PORT/DB")
+    raise ConfigError(f"--limiter {settings.limiter!r}: use ledger, memory or redis://HOST:PORT/DB")
 
 
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None) -> App:
@@ -67,10 +65,11 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     simulator = SimulatedProvider(settings.simulation)
     providers = ProviderRegistry(catalog.models, dict(adapters or {}), simulator if settings.allow_simulated else None)
     ledger = AsyncLedger(Ledger(open_store(settings.ledger), catalog.plans))
-    limiter = open_limiter(settings)
+    limiter = open_limiter(settings, ledger)
     billing_settings = BillingSettings(
         hold_ttl_s=settings.hold_ttl_s,
         keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),
+        lease_s=settings.lease_s,
         auto_create_accounts=settings.auto_create_accounts,
     )
     accounts = LedgerAccounts(ledger, catalog, settings.auto_create_accounts, settings.balance_cache_s)

@@ -25,7 +25,7 @@ import structlog
 
 from switchboard.errors import ExhaustedError, NotFoundError, StreamInterruptedError
 from switchboard.ledger import AsyncLedger
-from switchboard.limiter import SlotLimiter
+from switchboard.limiter import LedgerSlots, SlotLimiter
 from switchboard.selection import Selector
 from switchboard.types import (
     AccountState,
@@ -49,6 +49,7 @@ class BillingSettings:
     hold_ttl_s: float = 300.0
     keepalive_s: float = 10.0
     auto_create_accounts: bool = False
+    lease_s: float = 30.0
 
 
 class LedgerAccounts:
@@ -136,23 +137,35 @@ class Meter:
 
     async def open(self) -> None:
         """Take a slot (CONCURRENCY_LIMIT) and hold the estimate (INSUFFICIENT_CREDITS,
-        DUPLICATE_REQUEST); nothing is held when either fails."""
+        DUPLICATE_REQUEST); nothing is held when either fails. With the ledger's own slots both
+        happen in one transaction."""
         b = self.billing
         acct = self.account
         limit = acct.plan.max_concurrent_requests
-        if not await b.limiter.acquire(acct.account_id, self.lease, limit):
+        led = b.ledger.ledger
+        slots = b.limiter if isinstance(b.limiter, LedgerSlots) else None
+        try:
+            if slots is None and not await b.limiter.acquire(acct.account_id, self.lease, limit):
+                raise ExhaustedError("CONCURRENCY_LIMIT", "", {})
+            self._slot = True
+            try:
+                claim = slots.claim(self.lease, limit) if slots is not None else None
+                record = await b.ledger.call(
+                    led.hold, acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim
+                )
+            except BaseException:
+                if slots is None:
+                    await self._release_slot()
+                self._slot = False
+                raise
+        except ExhaustedError as exc:
+            if exc.reason != "CONCURRENCY_LIMIT":
+                raise
             raise ExhaustedError(
                 "CONCURRENCY_LIMIT",
                 f"the {acct.plan.id} plan allows {limit} concurrent requests; wait for one to finish",
                 {"limit": str(limit), "plan_id": acct.plan.id},
-            )
-        self._slot = True
-        try:
-            led = b.ledger.ledger
-            record = await b.ledger.call(led.hold, acct.account_id, self.request.request_id, self.held, b.expiry_ms())
-        except BaseException:
-            await self._release_slot()
-            raise
+            ) from None
         b.accounts.remember(acct.account_id, record.plan_id, record.balance)
         self._keepalive = asyncio.create_task(self._keep_alive())
 
@@ -203,9 +216,12 @@ class Meter:
 
     async def _settle(self, credits: int, note: str) -> None:
         led = self.billing.ledger.ledger
+        lease = self.lease if self._slot and isinstance(self.billing.limiter, LedgerSlots) else ""
         result = await self.billing.ledger.call(
-            led.settle, self.account.account_id, self.request.request_id, credits, note
+            led.settle, self.account.account_id, self.request.request_id, credits, note, lease
         )
+        if lease:
+            self._slot = False  # returned in the settlement's transaction
         self.settled = True
         self.charged = result.charged
         self.balance = result.account.balance
@@ -221,11 +237,15 @@ class Meter:
     async def _keep_alive(self) -> None:
         b = self.billing
         led = b.ledger.ledger
+        slots = b.limiter if isinstance(b.limiter, LedgerSlots) else None
+        acct, req = self.account.account_id, self.request.request_id
         while True:
             await asyncio.sleep(b.settings.keepalive_s)
             try:
-                await b.ledger.call(led.refresh_hold, self.account.account_id, self.request.request_id, b.expiry_ms())
-                await b.limiter.refresh(self.account.account_id, self.lease)
+                claim = slots.claim(self.lease, 0) if slots is not None else None
+                await b.ledger.call(led.refresh_hold, acct, req, b.expiry_ms(), claim)
+                if slots is None:
+                    await b.limiter.refresh(acct, self.lease)
             except Exception:  # a failed refresh is retried next round; the hold's expiry is the backstop
                 log.exception("keepalive_failed", request_id=self.request.request_id)
 

@@ -96,6 +96,16 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotClaim:
+    """A concurrency slot taken in the same transaction as a hold: ``lease`` is unique per call,
+    ``limit`` 0 means no limit, and the slot lapses at ``expires_ms`` unless refreshed."""
+
+    lease: str
+    limit: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """The result of settling a hold: the account after it, the credits charged, and whether
     this call closed the hold (False: it was settled before)."""
@@ -246,11 +256,16 @@ class Ledger:
             tx.run("UPDATE accounts SET topup = topup + %s WHERE account_id = %s", (credits, account_id))
             return self._with_held(tx, self._require(tx, account_id)), True
 
-    def hold(self, account_id: str, request_id: str, credits: int, expires_ms: int) -> AccountRecord:
+    def hold(
+        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+    ) -> AccountRecord:
         """Reserve ``credits`` for a request, or raise INSUFFICIENT_CREDITS; a request id can
-        hold once (DUPLICATE_REQUEST)."""
+        hold once (DUPLICATE_REQUEST). With ``slot``, a concurrency slot is taken in the same
+        transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds."""
         with self.store.transaction() as tx:
             record = self._rollover(tx, self._require(tx, account_id))
+            if slot is not None:
+                self._take_slot(tx, account_id, slot)
             if tx.one("SELECT state FROM holds WHERE account_id = %s AND request_id = %s", (account_id, request_id)):
                 raise AlreadyExistsError(
                     "DUPLICATE_REQUEST",
@@ -312,19 +327,62 @@ class Ledger:
             key = f"hold:{account_id}:{request_id}:+{n[0] if n else 0}"
             self._move(tx, account_id, EntryKind.HOLD, -a, -t, request_id, key)
 
-    def refresh_hold(self, account_id: str, request_id: str, expires_ms: int) -> bool:
-        """Push back an open hold's expiry; False when it is no longer open."""
+    def refresh_hold(self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None) -> bool:
+        """Push back an open hold's expiry (and its slot's); False when it is no longer open."""
         with self.store.transaction() as tx:
             changed = tx.run(
                 "UPDATE holds SET expires_ms = %s WHERE account_id = %s AND request_id = %s AND state = %s",
                 (expires_ms, account_id, request_id, HoldState.HELD),
             )
+            if slot is not None:
+                tx.run(
+                    "UPDATE slots SET expires_ms = %s WHERE account_id = %s AND lease = %s",
+                    (slot.expires_ms, account_id, slot.lease),
+                )
             return changed > 0
 
-    def settle(self, account_id: str, request_id: str, charge: int, note: str = "") -> Settlement:
-        """Close a hold: spend ``min(charge, held)`` (allowance part first) and return the rest.
-        ``charge`` 0 is a release. Settling twice changes nothing."""
+    # --------------------------------------------------------------------- slots
+
+    def take_slot(self, account_id: str, slot: SlotClaim) -> None:
+        """Take a concurrency slot alone (CONCURRENCY_LIMIT when the limit is reached)."""
         with self.store.transaction() as tx:
+            self._take_slot(tx, account_id, slot)
+
+    def release_slot(self, account_id: str, lease: str) -> None:
+        """Return a slot (idempotent)."""
+        with self.store.transaction() as tx:
+            tx.run("DELETE FROM slots WHERE account_id = %s AND lease = %s", (account_id, lease))
+
+    def slots_in_use(self, account_id: str) -> int:
+        """Live slots of the account."""
+        now_ms = int(self.clock().timestamp() * 1000)
+        with self.store.reading() as tx:
+            row = tx.one("SELECT COUNT(*) FROM slots WHERE account_id = %s AND expires_ms >= %s", (account_id, now_ms))
+        return int(row[0]) if row else 0
+
+    def _take_slot(self, tx: Tx, account_id: str, slot: SlotClaim) -> None:
+        now_ms = int(self.clock().timestamp() * 1000)
+        tx.run("DELETE FROM slots WHERE account_id = %s AND expires_ms < %s", (account_id, now_ms))
+        if slot.limit:
+            row = tx.one("SELECT COUNT(*) FROM slots WHERE account_id = %s", (account_id,))
+            if row is not None and int(row[0]) >= slot.limit:
+                raise ExhaustedError(
+                    "CONCURRENCY_LIMIT",
+                    f"{slot.limit} concurrent requests are allowed; wait for one to finish",
+                    {"limit": str(slot.limit)},
+                )
+        tx.run(
+            "INSERT INTO slots (account_id, lease, expires_ms) VALUES (%s, %s, %s)",
+            (account_id, slot.lease, slot.expires_ms),
+        )
+
+    def settle(self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = "") -> Settlement:
+        """Close a hold: spend ``min(charge, held)`` (allowance part first) and return the rest.
+        ``charge`` 0 is a release. Settling twice changes nothing. ``lease`` names a slot to
+        return in the same transaction."""
+        with self.store.transaction() as tx:
+            if lease:
+                tx.run("DELETE FROM slots WHERE account_id = %s AND lease = %s", (account_id, lease))
             record = self._rollover(tx, self._require(tx, account_id))
             hold = self._open_hold(tx, account_id, request_id)
             if hold is None:

@@ -21,7 +21,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
-from switchboard.errors import ConfigError
 from switchboard.interceptors import RpcInterceptor
 from switchboard.logs import configure_logging
 from switchboard.reflection import enable_reflection
@@ -126,11 +125,8 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
             s.bind((host.strip("[]") or "0.0.0.0", 0))
             port = s.getsockname()[1]
-    limiter = settings.limiter
-    if limiter == "memory":
-        if not settings.ledger.startswith("sqlite:"):
-            raise ConfigError("several workers need a shared limiter: --limiter redis://... (or --workers 1)")
-        limiter = "sqlite"  # the in-process limiter would give each worker its own limit
+    # The in-process limiter would give each worker a limit of its own.
+    limiter = "ledger" if settings.limiter == "memory" else settings.limiter
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
         children = []
         for i in range(settings.workers):

@@ -30,7 +30,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 32 * 1024 * 1024
     ledger: str = "sqlite:var/switchboard.db"
-    limiter: str = "memory"
+    limiter: str = "ledger"
     hold_ttl_s: float = 300.0
     lease_s: float = 30.0
     sweep_interval_s: float = 5.0
@@ -89,7 +89,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     )
     parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
     parser.add_argument("--ledger", default=env("ledger", d.ledger), help="sqlite:PATH or postgresql://...")
-    parser.add_argument("--limiter", default=env("limiter", d.limiter), help="memory or redis://HOST:PORT/DB")
+    parser.add_argument(
+        "--limiter",
+        default=env("limiter", d.limiter),
+        help="ledger (slots in the ledger database), memory (this process) or redis://HOST:PORT/DB",
+    )
     parser.add_argument(
         "--hold-ttl",
         type=float,

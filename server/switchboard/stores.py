@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS ledger (
   created_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account_id, seq);
+CREATE TABLE IF NOT EXISTS slots (
+  account_id TEXT NOT NULL,
+  lease TEXT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  PRIMARY KEY (account_id, lease)
+);
 """
 
 
