@@ -44,13 +44,15 @@ class App:
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def shutdown(self) -> None:
-        """Run the ``on_shutdown`` callbacks (each once; one failing does not stop the rest), then close."""
+        """Run the ``on_shutdown`` callbacks (each once; one failing does not stop the rest), wait for
+        cancelled streams to settle their credits, then close."""
         callbacks, self.on_shutdown = self.on_shutdown, []
         for callback in callbacks:
             try:
                 await callback()
             except Exception:  # the remaining callbacks and the close still run
                 structlog.get_logger("switchboard").exception("on_shutdown_failed", callback=repr(callback))
+        await self.billing.drain()
         await self.close()
 
     async def close(self) -> None:
