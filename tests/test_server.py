@@ -200,10 +200,13 @@ class TestGracefulShutdown:
         slow = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.05, tokens=400)
         handle, stub = await start_server(simulation=slow)
         sim = handle.app.simulator
-        seen: list[int] = []
+        seen: list[tuple[int, int]] = []
 
         async def release() -> None:
-            seen.append(sim.active_streams)
+            # Runs after every stream ended and settled, while the ledger is still open.
+            record = await handle.app.ledger.call(handle.app.ledger.ledger.get, "acct-1")
+            assert record is not None
+            seen.append((sim.active_streams, record.held))
 
         handle.app.on_shutdown.append(release)
         short = stub.Generate(gen("short", options=router_pb2.GenerationOptions(max_output_tokens=10)), timeout=30)
@@ -226,7 +229,7 @@ class TestGracefulShutdown:
         await asyncio.wait_for(stopping, 15)
         assert 0.9 <= loop.time() - started < 10
         await wait_until(lambda: sim.active_streams == 0)
-        assert seen == [0]
+        assert seen == [(0, 0)]  # provider calls closed, credit holds settled
         del health
 
     async def test_health_not_serving_first(self, start_server: ServerFactory) -> None:

@@ -39,20 +39,20 @@ class App:
     health: HealthView
     messages: Messages
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
-    # Run on shutdown after the last stream ended, before the ledger and limiter close (release
-    # credit holds, concurrency slots, provider clients). Appended to by whoever owns the resource.
+    # Run on shutdown after the last stream ended and settled, before the ledger and limiter close
+    # (release credit holds, concurrency slots, provider clients). Appended to by whoever owns the resource.
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def shutdown(self) -> None:
-        """Run the ``on_shutdown`` callbacks (each once; one failing does not stop the rest), wait for
-        cancelled streams to settle their credits, then close."""
+        """Wait for cancelled streams to settle their credits, run the ``on_shutdown`` callbacks (each
+        once; one failing does not stop the rest), then close."""
+        await self.billing.drain()
         callbacks, self.on_shutdown = self.on_shutdown, []
         for callback in callbacks:
             try:
                 await callback()
             except Exception:  # the remaining callbacks and the close still run
                 structlog.get_logger("switchboard").exception("on_shutdown_failed", callback=repr(callback))
-        await self.billing.drain()
         await self.close()
 
     async def close(self) -> None:
