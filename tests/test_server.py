@@ -162,6 +162,9 @@ class TestConnectionLimits:
             kinds = [f.WhichOneof("event") async for f in stub.Generate(gen(f"stream {i}"), timeout=30)]
             return kinds[-1]
 
+        # One call first, so the client has the server's SETTINGS (the limit) before the burst;
+        # streams opened before that may be refused with REFUSED_STREAM.
+        await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)
         watcher = asyncio.create_task(watch())
         results = await asyncio.gather(*(run(i) for i in range(4)))
         watcher.cancel()

@@ -40,7 +40,7 @@ class Settings:
     tls_client_ca: str | None = None
     allow_unauthenticated: bool = False
     metrics_listen: str | None = None
-    max_concurrent_streams: int = 100
+    max_concurrent_streams: int = 1000
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     keepalive_permit_without_calls: bool = True
