@@ -13,6 +13,7 @@ import pytest
 from conftest import ServerFactory, error_info
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from structlog.testing import capture_logs
 from switchboard import auth
 from switchboard.catalog import default_config_text
 from switchboard.errors import ConfigError
@@ -91,9 +92,13 @@ class TestRoles:
     """caller may use RouterService only; admin may use everything."""
 
     async def test_caller_uses_router(self, secured: grpc.aio.Channel) -> None:
-        """A caller key lists models, selects and streams."""
+        """A caller key lists models, selects and streams; the rpc log event names the key, never the key itself."""
         stub = router_pb2_grpc.RouterServiceStub(secured)
-        listed = await stub.ListModels(router_pb2.ListModelsRequest(), metadata=bearer(CALLER), timeout=5)
+        with capture_logs() as logs:
+            listed = await stub.ListModels(router_pb2.ListModelsRequest(), metadata=bearer(CALLER), timeout=5)
+        rpc = next(e for e in logs if e["event"] == "rpc")
+        assert rpc["api_key"] == "svc"
+        assert CALLER not in repr(logs)
         assert len(listed.models) == 28
         await stub.SelectModel(router_pb2.SelectModelRequest(request=REQ), metadata=bearer(CALLER), timeout=5)
         kinds = [f.WhichOneof("event") async for f in stub.Generate(REQ, metadata=bearer(CALLER), timeout=10)]

@@ -246,6 +246,7 @@ class TestGracefulShutdown:
         await stream.read()
         stopping = asyncio.create_task(handle.stop(5.0))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()  # a watch is a stream too; left open it would hold shutdown for the whole grace
         kinds = await rest_of(stream)
         assert kinds[-1] == "completion"
         await asyncio.wait_for(stopping, 15)

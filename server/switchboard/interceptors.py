@@ -8,6 +8,7 @@ Streaming handlers are iterated (``async for``), never awaited.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,8 @@ from switchboard.status import internal_status, to_grpc_status
 log = structlog.get_logger("switchboard")
 
 _PREFIX = "/switchboard."
+# The name of the API key the current call authenticated with ("" when authentication is off).
+_KEY_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("switchboard_api_key", default="")
 
 
 class _Malformed:
@@ -103,6 +106,8 @@ class _Call:
         self.probe = observer.begin(self.rpc, streaming)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc=self.rpc, request_id=uuid.uuid4().hex, account=_account(request))
+        if key := _KEY_NAME.get():
+            structlog.contextvars.bind_contextvars(api_key=key)
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, SwitchboardError):
@@ -238,7 +243,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """The call's handler, or one that refuses it when its key is missing, unknown or not allowed."""
         method = handler_call_details.method
         try:
-            self.keys().authenticate(method, handler_call_details.invocation_metadata)
+            key = self.keys().authenticate(method, handler_call_details.invocation_metadata)
         except SwitchboardError as exc:
             handler = await continuation(handler_call_details)
             if handler is None:
@@ -247,4 +252,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             log.info("rpc", rpc=rpc, status=exc.code, reason=exc.reason, latency_ms=0.0)
             self.observer.begin(rpc, handler.unary_stream is not None).end(exc.code, "")
             return _denied(handler, to_grpc_status(exc))
+        if key is not None:
+            _KEY_NAME.set(key.name)  # the handler runs in this call's context: its log events name the key
         return await continuation(handler_call_details)
