@@ -23,10 +23,10 @@ help:
 	@echo "make protos  - regenerate the Python stubs from protos/"
 	@echo "make lint    - buf lint, ruff and mypy"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev]' -e clients/python
 	touch $@
 
 venv: $(STAMP)
@@ -47,7 +47,7 @@ check-protos: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/buf lint
-	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP)

@@ -6,60 +6,27 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from procs import BIN, ServerProcess
 from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
 
-BIN = Path(sys.executable).with_name("switchboard")
 
-
-class Server:
-    """A ``switchboard serve`` subprocess on a free loopback port."""
+class Server(ServerProcess):
+    """A server for the CLI to talk to, with its own ledger and accounts created at first use."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
-        port_file = tmp / "port"
-        self.proc = subprocess.Popen(
-            [
-                str(BIN),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--port-file",
-                str(port_file),
-                "--grace",
-                "5",
-                "--ledger",
-                f"sqlite:{tmp / 'ledger.db'}",
-                "--auto-create-accounts",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        super().__init__(
+            tmp, "cli", "--grace", "5", "--ledger", f"sqlite:{tmp / 'ledger.db'}", "--auto-create-accounts", *args
         )
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"server did not start: {self.proc.communicate()[0]}")
-            time.sleep(0.05)
-        self.target = f"127.0.0.1:{port_file.read_text().strip()}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN), *args, "--target", self.target], capture_output=True, text=True, timeout=30, check=False
         )
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
 
 
 @pytest.fixture
@@ -100,6 +67,39 @@ class TestCommands:
         assert out.returncode == 1
         assert "NOT_FOUND" in out.stderr
         assert "reason: MODEL_NOT_FOUND" in out.stderr
+
+
+class TestWorkers:
+    """Several worker processes share one port and one concurrency limit."""
+
+    def test_two_workers(self, tmp_path: Path) -> None:
+        """Two workers serve; four channels see one limit of two streams (the free plan)."""
+        s = Server(tmp_path, "--workers", "2", "--sim-inter-token-ms", "20", "--sim-tokens", "200")
+        try:
+            channels = [grpc.insecure_channel(s.target) for _ in range(4)]
+            stubs = [router_pb2_grpc.RouterServiceStub(c) for c in channels]
+
+            def req(i: int) -> router_pb2.GenerateRequest:
+                return router_pb2.GenerateRequest(
+                    account_id="w", request_id=f"r{i}", modality=catalog_pb2.MODALITY_TEXT, prompt="hi"
+                )
+
+            streams = [stubs[i].Generate(req(i), timeout=30) for i in range(2)]
+            for st in streams:
+                assert next(st).WhichOneof("event") == "decision"
+            for i in (2, 3):
+                with pytest.raises(grpc.RpcError) as err:
+                    next(stubs[i].Generate(req(i), timeout=30))
+                assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            for st in streams:
+                st.cancel()
+            for c in channels:
+                c.close()
+        finally:
+            out = s.stop()
+        pids = {json.loads(line)["pid"] for line in out.splitlines() if '"serving"' in line}
+        assert len(pids) == 2
+        assert s.proc.returncode == 0
 
 
 class TestServeProcess:

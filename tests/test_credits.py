@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import yaml
 from conftest import ServerFactory, error_info, wait_until
 from google.protobuf import json_format
+from procs import ServerProcess
 from switchboard.catalog import default_config_text, parse_config
 from switchboard.ledger import Ledger
 from switchboard.providers.simulated import SimulationProfile
@@ -24,7 +23,6 @@ from switchboard.stores import open_store
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 
 TEXT = catalog_pb2.MODALITY_TEXT
-BIN = Path(sys.executable).with_name("switchboard")
 
 
 def config_with_test_plans(tmp_path: Path) -> str:
@@ -323,29 +321,9 @@ class TestConcurrency:
         await channel.close()
 
 
-class Replica:
-    """A `switchboard serve` subprocess."""
-
-    def __init__(self, tmp: Path, name: str, *args: str) -> None:
-        port_file = tmp / f"{name}.port"
-        self.log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert self.proc.poll() is None, (tmp / f"{name}.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        self.log.close()
+def Replica(tmp: Path, name: str, *args: str) -> ServerProcess:
+    """One replica: a single-process server."""
+    return ServerProcess(tmp, name, "--workers", "1", *args)
 
 
 class TestReplicas:

@@ -11,9 +11,10 @@ from switchboard.auth import KeyRing, key_ring
 from switchboard.billing import Billing, BillingSettings, LedgerAccounts
 from switchboard.catalog import build_catalog, load_config
 from switchboard.convert import Messages
+from switchboard.errors import ConfigError
 from switchboard.generation import Generator
 from switchboard.ledger import AsyncLedger, Ledger
-from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter
+from switchboard.limiter import MemoryLimiter, RedisLimiter, SlotLimiter, SqliteLimiter
 from switchboard.providers import ProviderRegistry
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import ALWAYS_AVAILABLE, Selector
@@ -62,10 +63,17 @@ class App:
 
 
 def open_limiter(settings: Settings) -> SlotLimiter:
-    """The limiter the settings name."""
+    """The limiter the settings name: ``memory``, ``sqlite`` (leases in the SQLite ledger's file,
+    shared by worker processes) or ``redis://...``."""
     if settings.limiter == "memory":
         return MemoryLimiter()
-    return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
+    if settings.limiter == "sqlite":
+        if not settings.ledger.startswith("sqlite:"):
+            raise ConfigError("--limiter sqlite needs the SQLite ledger; use --limiter redis://... with PostgreSQL")
+        return SqliteLimiter(settings.ledger.removeprefix("sqlite:").removeprefix("//"), lease_s=settings.lease_s)
+    if settings.limiter.startswith(("redis://", "rediss://", "unix://")):
+        return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
+    raise ConfigError(f"--limiter {settings.limiter!r}: use memory, sqlite or redis://HOST:PORT/DB")
 
 
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None, reuse: App | None = None) -> App:
@@ -91,6 +99,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),
         auto_create_accounts=settings.auto_create_accounts,
     )
+    accounts = LedgerAccounts(ledger, catalog, settings.auto_create_accounts, settings.balance_cache_s)
     app = App(
         settings=settings,
         catalog=catalog,
@@ -100,8 +109,8 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         generator=Generator(providers),
         ledger=ledger,
         limiter=limiter,
-        accounts=LedgerAccounts(ledger, catalog, settings.auto_create_accounts),
-        billing=Billing(ledger, limiter, billing_settings),
+        accounts=accounts,
+        billing=Billing(ledger, limiter, billing_settings, accounts),
         health=ALWAYS_AVAILABLE,
         messages=Messages(catalog.models),
         keys=keys,

@@ -52,16 +52,27 @@ class BillingSettings:
 
 
 class LedgerAccounts:
-    """Account state for selection, read from the ledger."""
+    """Account state for selection, read from the ledger through a short cache.
 
-    def __init__(self, ledger: AsyncLedger, catalog: Catalog, auto_create: bool) -> None:
+    Selection only needs a recent balance: the hold that Generate takes is the atomic check, and
+    a hold that finds less than the cache said makes Generate re-read and select again. A
+    balance this process learns from a hold or a settlement replaces the cached one at once.
+    """
+
+    def __init__(self, ledger: AsyncLedger, catalog: Catalog, auto_create: bool, cache_s: float = 1.0) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.auto_create = auto_create
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, AccountState]] = {}
 
-    async def state(self, account_id: str) -> AccountState:
+    async def state(self, account_id: str, *, fresh: bool = False) -> AccountState:
         """The account's plan and spendable balance; unknown accounts are created on the
         default plan when allowed, else ACCOUNT_NOT_FOUND."""
+        now = time.monotonic()
+        cached = self._cache.get(account_id)
+        if cached is not None and cached[0] > now and not fresh:
+            return cached[1]
         led = self.ledger.ledger
         if self.auto_create:
             record = await self.ledger.call(led.ensure_account, account_id, self.catalog.default_plan_id)
@@ -72,17 +83,29 @@ class LedgerAccounts:
                     "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
                 )
             record = found
-        plan = self.catalog.plans.get(record.plan_id) or self.catalog.default_plan
-        return AccountState(account_id=account_id, plan=plan, balance=record.balance)
+        return self.remember(account_id, record.plan_id, record.balance)
+
+    def remember(self, account_id: str, plan_id: str, balance: int) -> AccountState:
+        """Cache what the ledger just said about an account."""
+        plan = self.catalog.plans.get(plan_id) or self.catalog.default_plan
+        state = AccountState(account_id=account_id, plan=plan, balance=balance)
+        if self.cache_s > 0:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[account_id] = (time.monotonic() + self.cache_s, state)
+        return state
 
 
 class Billing:
     """Makes a Meter per Generate call."""
 
-    def __init__(self, ledger: AsyncLedger, limiter: SlotLimiter, settings: BillingSettings) -> None:
+    def __init__(
+        self, ledger: AsyncLedger, limiter: SlotLimiter, settings: BillingSettings, accounts: LedgerAccounts
+    ) -> None:
         self.ledger = ledger
         self.limiter = limiter
         self.settings = settings
+        self.accounts = accounts
         self.closing: set[asyncio.Future[None]] = set()
 
     async def drain(self, timeout_s: float = 10.0) -> None:
@@ -132,10 +155,11 @@ class Meter:
         self._slot = True
         try:
             led = b.ledger.ledger
-            await b.ledger.call(led.hold, acct.account_id, self.request.request_id, self.held, b.expiry_ms())
+            record = await b.ledger.call(led.hold, acct.account_id, self.request.request_id, self.held, b.expiry_ms())
         except BaseException:
             await self._release_slot()
             raise
+        b.accounts.remember(acct.account_id, record.plan_id, record.balance)
         self._keepalive = asyncio.create_task(self._keep_alive())
 
     async def prepare(self, model: Model) -> None:
@@ -195,6 +219,7 @@ class Meter:
         self.settled = True
         self.charged = result.charged
         self.balance = result.account.balance
+        self.billing.accounts.remember(result.account.account_id, result.account.plan_id, result.account.balance)
         if not result.closed:
             log.warning("hold_already_settled", request_id=self.request.request_id, note=note)
 

@@ -269,6 +269,7 @@ class Messages:
     def __init__(self, models: Iterable[Model]) -> None:
         self._models = {m.id: model_pb(m) for m in models}
         self._not_chosen: dict[NotChosen, router_pb2.NotChosen] = {}
+        self._responses: dict[tuple[int, bool], tuple[Decision, router_pb2.SelectModelResponse]] = {}
 
     def model(self, model_id: str) -> catalog_pb2.Model:
         """The catalog message of a model."""
@@ -287,6 +288,20 @@ class Messages:
             if len(self._not_chosen) < 100_000:
                 self._not_chosen[item] = found
         return found
+
+    def select_response(self, decision: Decision, simulated: bool) -> router_pb2.SelectModelResponse:
+        """The SelectModel response for ``decision``. The selector returns the same Decision
+        object for the same inputs, so the response is built once per decision and reused (it is
+        only ever serialized, never changed)."""
+        key = (id(decision), simulated)
+        found = self._responses.get(key)
+        if found is not None and found[0] is decision:
+            return found[1]
+        response = router_pb2.SelectModelResponse(decision=self.decision(decision, simulated))
+        if len(self._responses) >= 4096:
+            self._responses.clear()
+        self._responses[key] = (decision, response)
+        return response
 
     def decision(self, decision: Decision, simulated: bool) -> router_pb2.Decision:
         """The message for ``decision``."""

@@ -134,6 +134,10 @@ class Store(Protocol):
         """A write transaction, committed on exit or rolled back on error."""
         ...
 
+    def reading(self) -> AbstractContextManager[Tx]:
+        """A read-only snapshot that takes no write lock."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -181,12 +185,24 @@ class Ledger:
         if found is not None:
             return found
         plan = self._plan(plan_id)
-        with self.store.transaction() as tx:
-            existing = self._read(tx, account_id, lock=True)
-            return existing if existing is not None else self._insert(tx, account_id, plan)
+        try:
+            with self.store.transaction() as tx:
+                existing = self._read(tx, account_id, lock=True)
+                return existing if existing is not None else self._insert(tx, account_id, plan)
+        except AlreadyExistsError:
+            found = self.get(account_id)
+            assert found is not None
+            return found
 
     def get(self, account_id: str) -> AccountRecord | None:
-        """The account after any rollover due, or None."""
+        """The account after any rollover due, or None. Reads without a write lock unless a
+        rollover is due."""
+        with self.store.reading() as tx:
+            record = self._read(tx, account_id, lock=False)
+            if record is None:
+                return None
+            if self.clock().timestamp() < record.period_end:
+                return self._with_held(tx, record)
         with self.store.transaction() as tx:
             record = self._read(tx, account_id, lock=True)
             return None if record is None else self._with_held(tx, self._rollover(tx, record))
@@ -413,10 +429,13 @@ class Ledger:
 
     def _insert(self, tx: Tx, account_id: str, plan: Plan) -> AccountRecord:
         start, end = month_bounds(self.clock())
-        tx.run(
-            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+        inserted = tx.run(
+            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (account_id) DO NOTHING",
             (account_id, plan.id, plan.monthly_credits, 0, start, end),
         )
+        if not inserted:  # another replica created it between our read and our insert
+            raise AlreadyExistsError("ACCOUNT_EXISTS", f"account {account_id!r} exists", {"account_id": account_id})
         self._journal(
             tx, account_id, EntryKind.ALLOWANCE_GRANT, plan.monthly_credits, 0, key=f"grant:{account_id}:{start}"
         )

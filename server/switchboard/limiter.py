@@ -8,7 +8,12 @@ their own. A call over the limit is refused at once (CONCURRENCY_LIMIT); it does
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class SlotLimiter(Protocol):
@@ -131,3 +136,78 @@ class RedisLimiter:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
+
+
+class SqliteLimiter:
+    """Slots shared by the worker processes of one machine, as leases in the ledger's SQLite file
+    (the default when ``--workers`` is above 1 with the SQLite ledger)."""
+
+    def __init__(self, path: str, lease_s: float = 30.0) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        from switchboard.stores import sqlite_connect  # noqa: PLC0415
+
+        self.lease_ms = int(lease_s * 1000)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slots")
+        self._conn = sqlite_connect(
+            path,
+            "CREATE TABLE IF NOT EXISTS slots (account_id TEXT NOT NULL, lease_id TEXT NOT NULL,"
+            " expires_ms BIGINT NOT NULL, PRIMARY KEY (account_id, lease_id));",
+        )
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def _tx(self, fn: Callable[[], T]) -> T:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn()
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result
+
+    async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
+        """Take a slot atomically unless the limit is reached."""
+
+        def take() -> bool:
+            now = int(time.time() * 1000)
+            c = self._conn
+            c.execute("DELETE FROM slots WHERE account_id = ? AND expires_ms < ?", (account_id, now))
+            (held,) = c.execute("SELECT COUNT(*) FROM slots WHERE account_id = ?", (account_id,)).fetchone()
+            if limit and held >= limit:
+                return False
+            c.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)", (account_id, lease_id, now + self.lease_ms))
+            return True
+
+        return await self._run(lambda: self._tx(take))
+
+    async def refresh(self, account_id: str, lease_id: str) -> None:
+        """Push the lease's expiry back by a full lease."""
+        expires = int(time.time() * 1000) + self.lease_ms
+        await self._run(
+            lambda: self._conn.execute(
+                "UPDATE slots SET expires_ms = ? WHERE account_id = ? AND lease_id = ?", (expires, account_id, lease_id)
+            )
+        )
+
+    async def release(self, account_id: str, lease_id: str) -> None:
+        """Return the slot."""
+        sql = "DELETE FROM slots WHERE account_id = ? AND lease_id = ?"
+        await self._run(lambda: self._conn.execute(sql, (account_id, lease_id)))
+
+    async def in_flight(self, account_id: str) -> int:
+        """Live leases of the account."""
+        now = int(time.time() * 1000)
+        row = await self._run(
+            lambda: self._conn.execute(
+                "SELECT COUNT(*) FROM slots WHERE account_id = ? AND expires_ms >= ?", (account_id, now)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def close(self) -> None:
+        """Stop the thread and close the connection."""
+        self._pool.shutdown(wait=True)
+        self._conn.close()

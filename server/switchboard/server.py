@@ -8,6 +8,11 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +20,15 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
+from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
 from switchboard.interceptors import AuthInterceptor, RpcInterceptor
 from switchboard.logs import configure_logging
 from switchboard.metrics import Metrics
+from switchboard.reflection import enable_reflection
 from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
 from switchboard.types import Provider
@@ -86,7 +92,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
         ("grpc.keepalive_time_ms", round(settings.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", round(settings.keepalive_timeout_s * 1000)),
@@ -171,7 +177,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     if credentials is None:
         port = server.add_insecure_port(settings.listen)
     else:
@@ -240,3 +246,84 @@ async def serve(settings: Settings) -> None:
     log.info("shutting_down", grace_s=settings.grace_s)
     await handle.stop(settings.grace_s)
     log.info("stopped")
+
+
+def _worker_metrics(listen: str | None, index: int) -> list[str]:
+    """Worker ``index``'s metrics address: the given port plus the index (port 0 stays 0)."""
+    if not listen:
+        return []
+    host, _, port = listen.rpartition(":")
+    return ["--metrics-listen", f"{host}:{int(port) + index if int(port) else 0}"]
+
+
+def supervise(settings: Settings, argv: list[str]) -> int:
+    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), forward SIGTERM and
+    SIGINT to them, and wait. Returns the exit status."""
+    configure_logging(settings.log_format, settings.log_level)
+    load_catalog(settings.config_path)  # a bad config stops start-up here, before any worker starts
+    host, _, port_text = settings.listen.rpartition(":")
+    port = int(port_text)
+    if port == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
+            s.bind((host.strip("[]") or "0.0.0.0", 0))
+            port = s.getsockname()[1]
+    limiter = settings.limiter
+    if limiter == "memory":
+        if not settings.ledger.startswith("sqlite:"):
+            raise ConfigError("several workers need a shared limiter: --limiter redis://... (or --workers 1)")
+        limiter = "sqlite"  # the in-process limiter would give each worker its own limit
+    with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
+        children = []
+        for i in range(settings.workers):
+            cmd = [
+                sys.executable,
+                "-m",
+                "switchboard.cli",
+                "serve",
+                *argv,
+                "--workers",
+                "1",
+                "--reuse-port",
+                "--listen",
+                f"{host}:{port}",
+                "--limiter",
+                limiter,
+                "--port-file",
+                f"{tmp}/worker-{i}",
+                *_worker_metrics(settings.metrics_listen, i),
+            ]
+            children.append(subprocess.Popen(cmd))
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{tmp}/worker-{i}").exists() for i in range(settings.workers)):
+            if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
+                log.error("worker_failed_to_start")
+                for c in children:
+                    c.terminate()
+                return 1
+            time.sleep(0.05)
+        log.info("workers_serving", port=port, workers=settings.workers, pids=[c.pid for c in children])
+        if settings.port_file:
+            Path(settings.port_file).write_text(f"{port}\n", encoding="utf-8")
+        stopping = False
+
+        def forward(signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+            for c in children:
+                if c.poll() is None:
+                    c.send_signal(signum)
+
+        def reload(signum: int, _frame: object) -> None:
+            for c in children:
+                if c.poll() is None:
+                    c.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGHUP, reload)
+        while any(c.poll() is None for c in children):
+            if not stopping and any(c.poll() is not None for c in children):
+                log.error("worker_exited", codes=[c.poll() for c in children])
+                forward(signal.SIGTERM, None)
+            time.sleep(0.1)
+        return 0 if stopping and all(c.returncode == 0 for c in children) else 1

@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2
 from switchboard import convert
 from switchboard.app import App
 from switchboard.billing import Meter
-from switchboard.errors import InvalidRequestError, NotFoundError
+from switchboard.errors import ExhaustedError, InvalidRequestError, NotFoundError
 from switchboard.generation import FallbackNotice, GenerationEvent, Outcome
 from switchboard.ledger import AccountRecord
 from switchboard.types import (
@@ -73,7 +73,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         gen = convert.generation_request(request.request, app.settings.limits, need_content=False, field="request.")
         _, decision = await _decide(app, gen)
         simulated = app.providers.is_simulated(decision.model.id)
-        return router_pb2.SelectModelResponse(decision=app.messages.decision(decision, simulated))
+        return app.messages.select_response(decision, simulated)
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -83,7 +83,15 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         gen = convert.generation_request(request, app.settings.limits, need_content=True)
         account, decision = await _decide(app, gen)
         meter = app.billing.meter(account, decision, gen)
-        await meter.open()
+        try:
+            await meter.open()
+        except ExhaustedError as exc:
+            if exc.reason != "INSUFFICIENT_CREDITS":
+                raise
+            # The balance selection used was stale: decide again on the ledger's own figure.
+            account, decision = await _decide(app, gen, fresh=True)
+            meter = app.billing.meter(account, decision, gen)
+            await meter.open()
         error: BaseException | None = None
         try:
             simulated = app.providers.is_simulated(decision.model.id)
@@ -97,9 +105,9 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             await meter.close(error)
 
 
-async def _decide(app: App, gen: GenerationRequest) -> tuple[AccountState, Decision]:
+async def _decide(app: App, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:
     _bind(request_id=gen.request_id, account=gen.selection.account_id)
-    account = await app.accounts.state(gen.selection.account_id)
+    account = await app.accounts.state(gen.selection.account_id, fresh=fresh)
     decision = app.selector.select(gen.selection, account, app.health)
     _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
     return account, decision

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,9 @@ class Settings:
     lease_s: float = 30.0
     sweep_interval_s: float = 5.0
     auto_create_accounts: bool = False
+    balance_cache_s: float = 1.0
+    workers: int = 1
+    reuse_port: bool = False
     # Operations: TLS, authentication, metrics and transport limits (docs/operations.md).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -62,6 +66,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument("--port-file", default=env("port-file", None), help="write the bound port here once serving")
     parser.add_argument("--log-format", choices=("json", "console"), default=env("log-format", d.log_format))
     parser.add_argument("--log-level", default=env("log-level", d.log_level))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=env("workers", os.cpu_count() or 1),
+        help="server processes sharing the port, one event loop each (default: the number of cores)",
+    )
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
     parser.add_argument(
         "--no-simulation",
@@ -102,6 +113,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         type=float,
         default=env("lease", d.lease_s),
         help="seconds an unrefreshed concurrency lease lives (Redis limiter)",
+    )
+    parser.add_argument(
+        "--balance-cache",
+        type=float,
+        default=env("balance-cache", d.balance_cache_s),
+        help="seconds selection may use a balance it read before (holds always check atomically)",
     )
     parser.add_argument("--sweep-interval", type=float, default=env("sweep-interval", d.sweep_interval_s))
     parser.add_argument(
@@ -181,7 +198,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         hold_ttl_s=float(args.hold_ttl),
         lease_s=float(args.lease),
         sweep_interval_s=float(args.sweep_interval),
+        balance_cache_s=float(args.balance_cache),
         auto_create_accounts=args.auto_create_accounts,
+        workers=max(1, int(args.workers)),
+        reuse_port=args.reuse_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +70,24 @@ class _SqliteTx:
         return self.conn.execute(sql.replace("%s", "?"), params).rowcount
 
 
+def sqlite_connect(path: str | Path, schema: str) -> sqlite3.Connection:
+    """A connection in WAL mode with ``schema`` created. Switching to WAL does not wait on other
+    processes' locks, so set-up is retried while several workers start at once."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.executescript(schema)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
+    return conn
+
+
 class SqliteStore:
     """The ledger in one SQLite file (WAL mode). Safe for several processes on one machine."""
 
@@ -78,13 +97,8 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite_connect(self.path, _SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._conn.executescript(_SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
 
     @contextmanager
     def transaction(self) -> Iterator[_SqliteTx]:
@@ -97,6 +111,16 @@ class SqliteStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[_SqliteTx]:
+        """A read snapshot (deferred transaction: no write lock)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close the connection."""
@@ -141,6 +165,13 @@ class PostgresStore:
     def transaction(self) -> Iterator[_PgTx]:
         """A transaction on a pooled connection, committed on exit."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgTx(cur)
+
+    @contextmanager
+    def reading(self) -> Iterator[_PgTx]:
+        """A read-only transaction on a pooled connection."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
             yield _PgTx(cur)
 
     def close(self) -> None:

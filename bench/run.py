@@ -1,0 +1,492 @@
+"""Switchboard's benchmarks: ghz against Switchboard and a null server, a streaming client for
+Generate, the selection core alone, and memory per open stream. Prints one table and writes JSON.
+
+    python bench/run.py --ghz .tools/bin/ghz            # the full run (a few minutes)
+    python bench/run.py --ghz .tools/bin/ghz --smoke    # seconds: checks that every stage runs
+
+Everything targets 127.0.0.1 and every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from switchboard.catalog import load_catalog
+from switchboard.errors import SwitchboardError
+from switchboard.providers.simulated import SimulatedProvider, SimulationProfile
+from switchboard.selection import Selector, derive_requirements
+from switchboard.types import (
+    AccountState,
+    Capability,
+    GenerationOptions,
+    GenerationRequest,
+    Modality,
+    SelectionRequest,
+    TextChunk,
+    Tier,
+)
+from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+SELECT_DATA = {"request": {"account_id": "bench", "modality": "MODALITY_TEXT", "prompt": "Summarise the meeting notes"}}
+
+
+@dataclass
+class Profile:
+    """How big each stage is."""
+
+    select_requests: int
+    rates: tuple[int, ...]
+    rate_seconds: float
+    stream_levels: tuple[int, ...]
+    stream_tokens: int
+    inter_token_ms: int
+    ttft_ms: int
+    decisions: int
+    memory_streams: int
+
+
+FULL = Profile(30_000, (500, 1000, 2000), 5.0, (1, 64, 256), 100, 20, 50, 50_000, 256)
+SMOKE = Profile(300, (100,), 1.0, (1, 4), 5, 5, 5, 2_000, 8)
+
+
+@dataclass
+class Results:
+    """Every figure measured, by stage."""
+
+    machine: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, stage: str, target: str, **figures: Any) -> None:
+        self.rows.append({"stage": stage, "target": target, **figures})
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items())
+        print(f"  {stage:28} {target:12} {shown}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        mem_kb = int(next(x for x in meminfo if x.startswith("MemTotal")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        mem_kb = 0
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+    }
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+# ------------------------------------------------------------------ processes
+
+
+@contextmanager
+def process(cmd: list[str], port_file: Path, expect_files: int = 1) -> Iterator[int]:
+    """Start a server, wait for its port file(s), yield the port, stop it."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    files = [port_file] if expect_files == 1 else [Path(f"{port_file}.{i}") for i in range(expect_files)]
+    try:
+        while not all(f.exists() and f.read_text().strip() for f in files):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd} did not start")
+            time.sleep(0.05)
+        yield int(files[0].read_text())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pids_of(parent: int) -> list[int]:
+    out = [parent]
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        out += [int(c) for c in children]
+    except OSError:
+        pass
+    return out
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ------------------------------------------------------------------------ ghz
+
+
+def ghz(binary: str, port: int, call: str, data: dict[str, Any], *args: str) -> dict[str, Any]:
+    cmd = [
+        binary,
+        "--insecure",
+        "--call",
+        call,
+        "--data",
+        json.dumps(data),
+        "--format",
+        "json",
+        "--timeout",
+        "20s",
+        *args,
+        f"127.0.0.1:{port}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if not out.stdout.strip():
+        raise RuntimeError(f"ghz failed: {out.stderr}")
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    latencies = [d["latency"] / 1e6 for d in report.get("details") or [] if d.get("status") == "OK"]
+    errors = sum(v for k, v in (report.get("statusCodeDistribution") or {}).items() if k != "OK")
+    return {
+        "rps": round(report["rps"]),
+        "p50_ms": round(pct(latencies, 50), 3),
+        "p99_ms": round(pct(latencies, 99), 3),
+        "p999_ms": round(pct(latencies, 99.9), 3),
+        "errors": errors,
+        "count": report["count"],
+    }
+
+
+def select_stages(res: Results, binary: str, ports: dict[str, int], prof: Profile) -> None:
+    call = "switchboard.v1.RouterService/SelectModel"
+    for name, port in ports.items():
+        ghz(binary, port, call, SELECT_DATA, "-n", "500", "-c", "16", "--connections", "4")  # warm-up
+        rep = summarize(
+            ghz(binary, port, call, SELECT_DATA, "-n", str(prof.select_requests), "-c", "64", "--connections", "8")
+        )
+        res.add("SelectModel ceiling", name, **rep)
+    ceiling = {r["target"]: r["rps"] for r in res.rows if r["stage"] == "SelectModel ceiling"}
+    if ceiling.get("null"):
+        res.add("SelectModel ceiling ratio", "switchboard", ratio=round(ceiling["switchboard"] / ceiling["null"], 3))
+    for rate in prof.rates:
+        for name, port in ports.items():
+            n = int(rate * prof.rate_seconds)
+            rep = summarize(
+                ghz(binary, port, call, SELECT_DATA, "-n", str(n), "--rps", str(rate), "-c", "50", "--connections", "4")
+            )
+            res.add(f"SelectModel @{rate} rps", name, **rep)
+
+
+def generate_ghz(res: Results, binary: str, port: int, prof: Profile) -> None:
+    data = {
+        "account_id": "ghz-{{.WorkerID}}",
+        "request_id": "{{.UUID}}",
+        "modality": "MODALITY_TEXT",
+        "prompt": "Tell me a story",
+    }
+    n, c = (16, 4) if prof is SMOKE else (160, 32)
+    call = "switchboard.v1.RouterService/Generate"
+    rep = summarize(ghz(binary, port, call, data, "-n", str(n), "-c", str(c), "--connections", "4"))
+    res.add("Generate whole stream (ghz)", "switchboard", **rep)
+
+
+# ------------------------------------------------------------- Generate client
+
+
+async def stream_direct(provider: SimulatedProvider, n: int) -> tuple[list[float], list[float]]:
+    model = load_catalog(None).models[0]
+    req = GenerationRequest(
+        request_id="d",
+        selection=SelectionRequest("a", derive_requirements(Modality.TEXT)),
+        prompt="Tell me a story",
+        options=GenerationOptions(),
+    )
+
+    async def one() -> tuple[float, list[float]]:
+        start = time.perf_counter()
+        first = 0.0
+        last = 0.0
+        gaps: list[float] = []
+        async for ev in provider.stream(model, req):
+            if isinstance(ev, TextChunk):
+                now = time.perf_counter()
+                if not first:
+                    first = now - start
+                else:
+                    gaps.append(now - last)
+                last = now
+        return first, gaps
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    return [r[0] * 1000 for r in results], [g * 1000 for r in results for g in r[1]]
+
+
+async def create_accounts(stub: router_pb2_grpc.RouterServiceStub, prefix: str, n: int) -> None:
+    """Touch each account once (the server creates it) so streams measure steady state, not sign-up."""
+    for i in range(n):
+        req = router_pb2.GenerateRequest(account_id=f"{prefix}-{i}", modality=catalog_pb2.MODALITY_TEXT, prompt="hi")
+        await stub.SelectModel(router_pb2.SelectModelRequest(request=req), timeout=30)
+
+
+async def stream_switchboard(port: int, n: int) -> tuple[list[float], list[float], int]:
+    errors = 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        await create_accounts(stub, "stream", n)
+
+        async def one(i: int) -> tuple[float, list[float]]:
+            nonlocal errors
+            req = router_pb2.GenerateRequest(
+                account_id=f"stream-{i}",
+                request_id=uuid.uuid4().hex,
+                modality=catalog_pb2.MODALITY_TEXT,
+                prompt="Tell me a story",
+            )
+            start = time.perf_counter()
+            first = 0.0
+            last = 0.0
+            gaps: list[float] = []
+            try:
+                async for frame in stub.Generate(req, timeout=120):
+                    if frame.WhichOneof("event") == "delta":
+                        now = time.perf_counter()
+                        if not first:
+                            first = now - start
+                        else:
+                            gaps.append(now - last)
+                        last = now
+            except grpc.aio.AioRpcError:
+                errors += 1
+            return first, gaps
+
+        results = await asyncio.gather(*(one(i) for i in range(n)))
+    return [r[0] * 1000 for r in results if r[0]], [g * 1000 for r in results for g in r[1]], errors
+
+
+def stream_stages(res: Results, port: int, prof: Profile) -> None:
+    profile = SimulationProfile(
+        time_to_first_token_s=prof.ttft_ms / 1000, inter_token_s=prof.inter_token_ms / 1000, tokens=prof.stream_tokens
+    )
+    for level in prof.stream_levels:
+        ttft_d, gaps_d = asyncio.run(stream_direct(SimulatedProvider(profile), level))
+        ttft_s, gaps_s, errors = asyncio.run(stream_switchboard(port, level))
+        res.add(
+            f"Generate x{level} streams",
+            "direct",
+            ttft_p50_ms=round(pct(ttft_d, 50), 3),
+            ttft_p99_ms=round(pct(ttft_d, 99), 3),
+            gap_p50_ms=round(pct(gaps_d, 50), 3),
+            gap_p99_ms=round(pct(gaps_d, 99), 3),
+            gap_max_ms=round(max(gaps_d, default=0), 3),
+        )
+        res.add(
+            f"Generate x{level} streams",
+            "switchboard",
+            ttft_p50_ms=round(pct(ttft_s, 50), 3),
+            ttft_p99_ms=round(pct(ttft_s, 99), 3),
+            gap_p50_ms=round(pct(gaps_s, 50), 3),
+            gap_p99_ms=round(pct(gaps_s, 99), 3),
+            gap_max_ms=round(max(gaps_s, default=0), 3),
+            errors=errors,
+            added_ttft_p99_ms=round(pct(ttft_s, 99) - pct(ttft_d, 99), 3),
+            added_gap_p99_ms=round(pct(gaps_s, 99) - pct(gaps_d, 99), 3),
+        )
+
+
+def memory_stage(res: Results, port: int, server_pid: int, prof: Profile) -> None:
+    async def hold_streams() -> int:
+        pids = pids_of(server_pid)
+        before = rss_kib(pids)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            await create_accounts(stub, "mem", prof.memory_streams)
+            calls = []
+            for i in range(prof.memory_streams):
+                req = router_pb2.GenerateRequest(
+                    account_id=f"mem-{i}",
+                    request_id=uuid.uuid4().hex,
+                    modality=catalog_pb2.MODALITY_TEXT,
+                    prompt="Tell me a long story",
+                )
+                call = stub.Generate(req, timeout=120)
+                calls.append(call)
+            for call in calls:
+                await call.read()
+                await call.read()
+            during = rss_kib(pids)
+            for call in calls:
+                call.cancel()
+        return during - before
+
+    delta = asyncio.run(hold_streams())
+    res.add(
+        "Memory per open stream",
+        "switchboard",
+        streams=prof.memory_streams,
+        rss_delta_kib=delta,
+        per_stream_kib=round(delta / prof.memory_streams, 1),
+    )
+
+
+# ------------------------------------------------------------ selection core
+
+
+def decision_stage(res: Results, prof: Profile) -> None:
+    catalog = load_catalog(None)
+    selector = Selector(catalog)
+    variants = [
+        SelectionRequest("a", derive_requirements(Modality.TEXT)),
+        SelectionRequest("a", derive_requirements(Modality.TEXT, web_search=True, structured_output=True)),
+        SelectionRequest(
+            "a", derive_requirements(Modality.TEXT, [Capability.AUDIO_INPUT]), preferred_tier=Tier.ADVANCED
+        ),
+        SelectionRequest("a", derive_requirements(Modality.VIDEO, [Capability.MULTI_SHOT])),
+        SelectionRequest("a", derive_requirements(Modality.SPEECH, language="pt-BR")),
+        SelectionRequest("a", derive_requirements(Modality.IMAGE), pinned_model_id="openai/gpt-image-2"),
+    ]
+    accounts = [AccountState("a", catalog.plans[p], b) for p in ("free", "pro", "business") for b in (None, 7, 500)]
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    for i in range(prof.decisions):
+        req = variants[i % len(variants)]
+        acct = accounts[i % len(accounts)]
+        t0 = clock()
+        with contextlib.suppress(SwitchboardError):  # unaffordable variants raise; they are timed too
+            selector.select(req, acct)
+        samples.append((clock() - t0) / 1000)
+    res.add(
+        "Selection core",
+        "in-process",
+        calls=prof.decisions,
+        p50_us=round(statistics.median(samples), 2),
+        p99_us=round(pct(samples, 99), 2),
+        p999_us=round(pct(samples, 99.9), 2),
+    )
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ghz", required=True)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    args = parser.parse_args()
+    prof = SMOKE if args.smoke else FULL
+    res = Results(machine=machine())
+    print(f"Switchboard benchmarks ({'smoke' if args.smoke else 'full'}) on {res.machine}", flush=True)
+    decision_stage(res, prof)
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+        t = Path(tmp)
+        sb_cmd = [
+            str(bin_dir / "switchboard"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--port-file",
+            str(t / "sb.port"),
+            "--workers",
+            str(args.workers),
+            "--ledger",
+            f"sqlite:{t / 'ledger.db'}",
+            "--auto-create-accounts",
+            "--sim-ttft-ms",
+            str(prof.ttft_ms),
+            "--sim-inter-token-ms",
+            str(prof.inter_token_ms),
+            "--sim-tokens",
+            str(prof.stream_tokens),
+            "--log-level",
+            "warning",
+        ]
+        null_port_file = t / "null.port"
+        null_cmd = [
+            sys.executable,
+            str(ROOT / "bench" / "null_server.py"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--workers",
+            str(args.workers),
+            "--port-file",
+            str(null_port_file),
+        ]
+        with process(sb_cmd, t / "sb.port") as sb_port:
+            sb_pid = next(
+                int(p)
+                for p in subprocess.run(
+                    ["pgrep", "-f", str(t / "sb.port")], capture_output=True, text=True, check=False
+                ).stdout.split()
+            )
+            with process(null_cmd, null_port_file, expect_files=args.workers) as null_port:
+                select_stages(res, args.ghz, {"switchboard": sb_port, "null": null_port}, prof)
+            stream_stages(res, sb_port, prof)
+            generate_ghz(res, args.ghz, sb_port, prof)
+            memory_stage(res, sb_port, sb_pid, prof)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{'smoke' if args.smoke else 'full'}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps({"machine": res.machine, "results": res.rows}, indent=2))
+    print_table(res)
+    print(f"JSON: {path}")
+    missing = [r for r in res.rows if any(isinstance(v, float) and math.isnan(v) for v in r.values())]
+    return 1 if missing else 0
+
+
+def print_table(res: Results) -> None:
+    print("\n| stage | target | figures |\n|---|---|---|")
+    for row in res.rows:
+        figures = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("stage", "target"))
+        print(f"| {row['stage']} | {row['target']} | {figures} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Generated stubs for switchboard.v1 (do not edit; `make clients`)."""
