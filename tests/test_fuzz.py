@@ -106,6 +106,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         [
             str(BIN),
             "serve",
+            "--workers",
+            "1",
             "--listen",
             "127.0.0.1:0",
             "--port-file",

@@ -61,12 +61,23 @@ class TestReload:
     """SIGHUP swaps in a new config for new calls; streams in flight finish on the old one."""
 
     def test_reload_keys_and_prices(self, tmp_path: Path) -> None:
-        """New key and price apply after SIGHUP, the old key is refused, a running stream completes,
-        and a bad config is refused with a log line while the running one stays."""
+        """New key and price apply after SIGHUP (the supervisor passes it to both workers), the old key
+        is refused, a running stream completes, and a bad config is refused with a log line while the
+        running one stays."""
         cfg = tmp_path / "switchboard.yaml"
         write_config(cfg, OLD_KEY, lite_price=1)
         s = Server(
-            tmp_path, "--config", str(cfg), "--sim-ttft-ms", "0", "--sim-inter-token-ms", "20", "--sim-tokens", "60"
+            tmp_path,
+            "--workers",
+            "2",
+            "--config",
+            str(cfg),
+            "--sim-ttft-ms",
+            "0",
+            "--sim-inter-token-ms",
+            "20",
+            "--sim-tokens",
+            "60",
         )
         channel = grpc.insecure_channel(s.target)
         stub = router_pb2_grpc.RouterServiceStub(channel)
@@ -94,9 +105,9 @@ class TestReload:
         logs = events(out)
         reloaded = [e for e in logs if e["event"] == "reloaded"]
         refused = [e for e in logs if e["event"] == "reload_refused"]
-        assert len(reloaded) == 1
+        assert len(reloaded) == 2  # one per worker
         assert reloaded[0]["api_keys"] == 1
-        assert len(refused) == 1
+        assert len(refused) == 2
         assert "bogus_field" in str(refused[0]["reason"])
         assert str(cfg) in str(refused[0]["reason"])
 
@@ -106,7 +117,19 @@ class TestTerminate:
 
     def test_long_stream_cancelled(self, tmp_path: Path) -> None:
         """The stream ends with an error about a second after SIGTERM, and the process exits 0."""
-        s = Server(tmp_path, "--sim-ttft-ms", "0", "--sim-inter-token-ms", "50", "--sim-tokens", "2000", "--grace", "1")
+        s = Server(
+            tmp_path,
+            "--workers",
+            "1",
+            "--sim-ttft-ms",
+            "0",
+            "--sim-inter-token-ms",
+            "50",
+            "--sim-tokens",
+            "2000",
+            "--grace",
+            "1",
+        )
         channel = grpc.insecure_channel(s.target)
         stream = router_pb2_grpc.RouterServiceStub(channel).Generate(REQ, timeout=60)
         assert next(stream).WhichOneof("event") == "decision"
