@@ -47,7 +47,7 @@ check-protos: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/buf lint
-	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff check server tests bench clients
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP)

@@ -83,7 +83,7 @@ def gen_typescript(out: Path) -> None:
         f"-I{GOOGLE_PROTOS}",
         f"--plugin=protoc-gen-ts_proto={TS_PLUGIN}",
         f"--ts_proto_out={out}",
-        "--ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,importSuffix=.js",
+        "--ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,importSuffix=.js,exportCommonSymbols=false",
         *map(str, PROTOS),
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
@@ -97,7 +97,11 @@ def same_tree(a: Path, b: Path) -> list[str]:
     """Files that differ, or exist on one side only."""
     diffs = []
     files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts} if b.exists() else set()
+    files_b = (
+        {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        if b.exists()
+        else set()
+    )
     for name in sorted(files_a | files_b):
         if name not in files_a or name not in files_b or not filecmp.cmp(a / name, b / name, shallow=False):
             diffs.append(str(b / name))

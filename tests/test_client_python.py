@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from procs import ServerProcess
 from switchboard_client import SwitchboardClient, SwitchboardError, build_request
 from switchboard_client.v1 import accounts_pb2, router_pb2
@@ -18,8 +17,19 @@ from switchboard_client.v1 import accounts_pb2, router_pb2
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     s = ServerProcess(
-        tmp_path, "py", "--workers", "1", "--ledger", f"sqlite:{tmp_path / 'l.db'}", "--auto-create-accounts",
-        "--sim-ttft-ms", "0", "--sim-inter-token-ms", "20", "--sim-tokens", "20",
+        tmp_path,
+        "py",
+        "--workers",
+        "1",
+        "--ledger",
+        f"sqlite:{tmp_path / 'l.db'}",
+        "--auto-create-accounts",
+        "--sim-ttft-ms",
+        "0",
+        "--sim-inter-token-ms",
+        "20",
+        "--sim-tokens",
+        "20",
     )
     yield s
     s.stop()

@@ -26,7 +26,9 @@ class SwitchboardError(Exception):
     """A call failed. ``reason`` and ``metadata`` come from the status's ErrorInfo (empty when the
     failure happened before Switchboard answered, e.g. a deadline or an unreachable server)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "", metadata: Mapping[str, str] | None = None):
+    def __init__(
+        self, code: grpc.StatusCode, message: str, reason: str = "", metadata: Mapping[str, str] | None = None
+    ):
         super().__init__(f"{code.name}: {reason + ': ' if reason else ''}{message}")
         self.code = code
         self.message = message
@@ -162,7 +164,11 @@ class SwitchboardClient:
         return resp.decision
 
     async def generate(
-        self, request: router_pb2.GenerateRequest | None = None, *, timeout: float | None = None, **fields: Any
+        self,
+        request: router_pb2.GenerateRequest | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline sent with the call
+        **fields: Any,
     ) -> AsyncIterator[Event]:
         """Stream a generation: yields the decision, fallback notices, deltas, artifacts, tool
         calls and the completion. Breaking out of the loop cancels the call on the server."""
