@@ -71,6 +71,26 @@ class TestUnauthenticated:
         assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
         assert error_info(err.value).reason == reason
 
+    async def test_hostile_headers(self, secured: grpc.aio.Channel) -> None:
+        """Odd authorization values (huge, empty, doubled, binary-looking) are UNAUTHENTICATED, never INTERNAL."""
+        stub = router_pb2_grpc.RouterServiceStub(secured)
+        values = [
+            "Bearer",
+            "Bearer ",
+            "bearer  " + "x" * 7000,
+            "Bearer sb_%00~!",
+            "Token " + CALLER,
+            "Bearer " + CALLER[:-1],
+        ]
+        for value in values:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.ListModels(router_pb2.ListModelsRequest(), metadata=(("authorization", value),), timeout=5)
+            assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED, value[:40]
+        doubled = (("authorization", "Bearer sb_wrong"), ("authorization", f"Bearer {CALLER}"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListModels(router_pb2.ListModelsRequest(), metadata=doubled, timeout=5)
+        assert error_info(err.value).reason == "INVALID_API_KEY"  # the first header counts
+
     async def test_stream_refused(self, secured: grpc.aio.Channel) -> None:
         """Generate without a key fails before any frame."""
         stub = router_pb2_grpc.RouterServiceStub(secured)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
@@ -94,4 +95,19 @@ class TestMetrics:
                 )
             ]
             == 1
+        )
+
+    async def test_refused_calls_counted(self, start_server: ServerFactory, tmp_path: Path) -> None:
+        """Calls refused for a missing key count under UNAUTHENTICATED."""
+        from test_auth import CALLER, config_with_keys  # noqa: PLC0415
+
+        handle, stub = await start_server(
+            metrics_listen="127.0.0.1:0", config_path=config_with_keys(tmp_path, ("svc", CALLER, "caller"))
+        )
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)
+        m = await scrape(handle.metrics_port)
+        assert (
+            m[("switchboard_requests_total", (("code", "UNAUTHENTICATED"), ("model", ""), ("rpc", "ListModels")))] == 2
         )
