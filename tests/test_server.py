@@ -4,6 +4,8 @@ per connection, keepalive policy and graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -65,7 +67,8 @@ class TestTls:
             assert err.value.code() is grpc.StatusCode.UNAVAILABLE
 
     async def test_mutual_tls(self, start_server: ServerFactory, pki: dict) -> None:
-        """With a client CA: no client certificate or one from another CA is refused; the CA's is served."""
+        """With a client CA: no client certificate or one from another CA is refused; the CA's is
+        served, also to the CLI with --tls-ca/--tls-cert/--tls-key."""
         server, client, rogue = pki["server"], pki["client"], pki["rogue_client"]
         handle, _ = await start_server(tls_cert=server.cert_path, tls_key=server.key_path, tls_client_ca=pki["ca"].path)
         target = f"127.0.0.1:{handle.port}"
@@ -81,6 +84,18 @@ class TestTls:
         good = grpc.ssl_channel_credentials(root_certificates=ca, private_key=client.key, certificate_chain=client.cert)
         async with grpc.aio.secure_channel(target, good) as channel:
             assert await list_models(channel) == 28
+        exe = str(Path(sys.executable).with_name("switchboard"))
+        tls = ["--tls-ca", pki["ca"].path, "--tls-cert", client.cert_path, "--tls-key", client.key_path]
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [exe, "models", "--target", f"localhost:{handle.port}", *tls],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert len(cli.stdout.splitlines()) == 28
 
     async def test_missing_key_file(self, start_server: ServerFactory, pki: dict, tmp_path: Path) -> None:
         """A certificate without its key, or an unreadable file, stops start-up with a clear error."""
