@@ -181,6 +181,21 @@ class TestOpenMode:
         )
         await handle.stop(0)
 
+    async def test_reload_cannot_open_a_public_server(self, tmp_path: Path) -> None:
+        """On 0.0.0.0, a reload to a config without keys is refused and the keys stay in force."""
+        path = config_with_keys(tmp_path, ("svc", CALLER, "caller"))
+        handle = await create_server(
+            Settings(listen="0.0.0.0:0", config_path=path, ledger=f"sqlite:{tmp_path / 'l.db'}")
+        )
+        try:
+            Path(path).write_text(default_config_text(), encoding="utf-8")  # noqa: ASYNC240 - a small file in a test
+            with capture_logs() as logs:
+                assert handle.reload() is False
+            assert "allow-unauthenticated" in next(e for e in logs if e["event"] == "reload_refused")["reason"]
+            assert handle.app.keys.enabled
+        finally:
+            await handle.stop(0)
+
     def test_loopback_addresses(self) -> None:
         """127.0.0.0/8, ::1 and localhost are loopback; 0.0.0.0, :: and names are not."""
         assert all(is_loopback(a) for a in ("127.0.0.1:1", "127.9.9.9:0", "[::1]:50051", "localhost:1"))
