@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
+import structlog
+
+from switchboard.auth import KeyRing, key_ring
 from switchboard.billing import Billing, BillingSettings, LedgerAccounts
-from switchboard.catalog import load_catalog
+from switchboard.catalog import build_catalog, load_config
 from switchboard.convert import Messages
 from switchboard.errors import ConfigError
 from switchboard.generation import Generator
@@ -36,6 +39,22 @@ class App:
     billing: Billing
     health: HealthView
     messages: Messages
+    keys: KeyRing = field(default_factory=lambda: KeyRing(()))
+    # Run on shutdown after the last stream ended and settled, before the ledger and limiter close
+    # (release credit holds, concurrency slots, provider clients). Appended to by whoever owns the resource.
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def shutdown(self) -> None:
+        """Wait for cancelled streams to settle their credits, run the ``on_shutdown`` callbacks (each
+        once; one failing does not stop the rest), then close."""
+        await self.billing.drain()
+        callbacks, self.on_shutdown = self.on_shutdown, []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:  # the remaining callbacks and the close still run
+                structlog.get_logger("switchboard").exception("on_shutdown_failed", callback=repr(callback))
+        await self.close()
 
     async def close(self) -> None:
         """Release the ledger's threads and connections and the limiter's."""
@@ -55,17 +74,24 @@ def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
     raise ConfigError(f"--limiter {settings.limiter!r}: use ledger, memory or redis://HOST:PORT/DB")
 
 
-def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None) -> App:
+def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None, reuse: App | None = None) -> App:
     """Load the config and wire the core to its adapters; raises ConfigError on a bad config.
 
     ``adapters`` maps adapter names to providers; models whose adapter is missing are simulated
-    when the settings allow it.
+    when the settings allow it. ``reuse`` is the running app on a reload: its ledger and limiter
+    (the state shared with streams still in flight) carry over, and the ledger gets the new plans
+    only once everything else loaded.
     """
-    catalog = load_catalog(settings.config_path)
+    config, name = load_config(settings.config_path)
+    catalog = build_catalog(config, name)
+    keys = key_ring(((k.name, k.sha256, k.role) for k in config.api_keys), name)
     simulator = SimulatedProvider(settings.simulation)
     providers = ProviderRegistry(catalog.models, dict(adapters or {}), simulator if settings.allow_simulated else None)
-    ledger = AsyncLedger(Ledger(open_store(settings.ledger), catalog.plans))
-    limiter = open_limiter(settings, ledger)
+    if reuse is not None:
+        ledger, limiter = reuse.ledger, reuse.limiter
+    else:
+        ledger = AsyncLedger(Ledger(open_store(settings.ledger), catalog.plans))
+        limiter = open_limiter(settings, ledger)
     billing_settings = BillingSettings(
         hold_ttl_s=settings.hold_ttl_s,
         keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),
@@ -73,7 +99,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         auto_create_accounts=settings.auto_create_accounts,
     )
     accounts = LedgerAccounts(ledger, catalog, settings.auto_create_accounts, settings.balance_cache_s)
-    return App(
+    app = App(
         settings=settings,
         catalog=catalog,
         selector=Selector(catalog),
@@ -86,4 +112,9 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         billing=Billing(ledger, limiter, billing_settings, accounts),
         health=ALWAYS_AVAILABLE,
         messages=Messages(catalog.models),
+        keys=keys,
     )
+    if reuse is not None:
+        app.on_shutdown = reuse.on_shutdown
+        ledger.ledger.plans = catalog.plans
+    return app

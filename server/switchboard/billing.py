@@ -107,6 +107,12 @@ class Billing:
         self.limiter = limiter
         self.settings = settings
         self.accounts = accounts
+        self.closing: set[asyncio.Future[None]] = set()
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait (at most ``timeout_s``) for meters still settling, e.g. of streams just cancelled."""
+        if self.closing:
+            await asyncio.wait(set(self.closing), timeout=timeout_s)
 
     def meter(self, account: AccountState, decision: Decision, request: GenerationRequest) -> Meter:
         """A meter for one call."""
@@ -194,8 +200,12 @@ class Meter:
 
     async def close(self, error: BaseException | None) -> None:
         """Settle if not yet settled (by the rules above) and return the slot. Runs to the end even
-        when the calling task is being cancelled."""
-        await asyncio.shield(self._close(error))
+        when the calling task is being cancelled (``Billing.drain`` waits for such closes)."""
+        task = asyncio.ensure_future(self._close(error))
+        pending = self.billing.closing
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        await asyncio.shield(task)
 
     async def _close(self, error: BaseException | None) -> None:
         if self._keepalive is not None:

@@ -1,5 +1,5 @@
 """The ``switchboard`` command: ``serve`` runs the server; ``models``, ``select`` and ``generate``
-call a running one so a person can try it without writing code."""
+call a running one so a person can try it without writing code; ``keys new`` makes an API key."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from switchboard import auth
 from switchboard.errors import ConfigError
 from switchboard.settings import add_serve_arguments, settings_from_args
 from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
@@ -93,8 +94,55 @@ def _error(exc: grpc.aio.AioRpcError) -> int:
     return 1
 
 
+def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
+    """A channel to ``--target``: TLS when a CA or client certificate is given, plus the API key."""
+    tls = args.tls_ca or args.tls_cert
+    if not tls:
+        if args.api_key:
+            # gRPC sends call credentials only over TLS; on plaintext the key goes as plain metadata.
+            return grpc.aio.insecure_channel(args.target, interceptors=[_KeyInterceptor(args.api_key)])
+        return grpc.aio.insecure_channel(args.target)
+
+    def read(path: str | None) -> bytes | None:
+        if not path:
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    creds = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
+    if args.api_key:
+        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(args.api_key))
+    return grpc.aio.secure_channel(args.target, creds)
+
+
+class _KeyInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Adds ``authorization: Bearer <key>`` to every call on a plaintext channel."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), ("authorization", f"Bearer {self.key}"))
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    key = auth.new_key()
+    role = "API_KEY_ROLE_" + args.role.upper()
+    print(key)
+    print("# Give the key above to the client (it is shown once). Add this to the config's api_keys:", file=sys.stderr)
+    print(f"- {{name: {args.name}, sha256: {auth.digest(key)}, role: {role}}}")
+    return 0
+
+
 async def _client(args: argparse.Namespace) -> int:
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    async with _channel(args) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         try:
             if args.command == "models":
@@ -190,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--target", default=os.environ.get("SWITCHBOARD_TARGET", DEFAULT_TARGET))
         p.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
         p.add_argument("--json", action="store_true", help="print the response as JSON")
+        p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="sent as a Bearer token")
+        p.add_argument("--tls-ca", help="PEM CA bundle that signed the server's certificate: use TLS")
+        p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
         if name == "models":
             p.add_argument("--modality", choices=_enum_choice(catalog_pb2.Modality, "MODALITY_"))
             p.add_argument("--provider")
@@ -197,7 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("prompt", nargs="?", default="Hello")
             _request_arguments(p)
             p.add_argument("--output", help="generate: where to write an image, video or audio artifact")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    new = keys.add_parser("new", help="print a new API key and its config entry")
+    new.add_argument("--role", choices=("caller", "admin"), default="caller")
+    new.add_argument("--name", default="new-key", help="a name for the key, shown in logs")
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return _keys(args)
     if args.command == "serve":
         from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
         from switchboard.server import supervise  # noqa: PLC0415

@@ -47,6 +47,7 @@ class Limits:
     max_messages: int = 2_000
     max_attachments: int = 64
     max_tools: int = 128
+    max_attachment_bytes: int = 16 * 1024 * 1024
 
 
 def _required(field: str, what: str = "is required") -> InvalidRequestError:
@@ -76,12 +77,20 @@ def _identifier(value: str, field: str) -> str:
     return value
 
 
-def _attachments(items: Iterable[router_pb2.Attachment], field: str, need_content: bool) -> list[Attachment]:
+def _attachments(
+    items: Iterable[router_pb2.Attachment], field: str, need_content: bool, limits: Limits
+) -> list[Attachment]:
     out = []
     for i, a in enumerate(items):
         where = f"{field}[{i}]"
         if not a.mime_type:
             raise _required(f"{where}.mime_type")
+        if len(a.data) > limits.max_attachment_bytes:
+            raise InvalidRequestError(
+                "ATTACHMENT_TOO_LARGE",
+                f"{where}.data has {len(a.data)} bytes; the limit is {limits.max_attachment_bytes}",
+                {"field": f"{where}.data", "bytes": str(len(a.data)), "limit": str(limits.max_attachment_bytes)},
+            )
         source = a.WhichOneof("source")
         if need_content and source is None:
             raise _required(f"{where}.data", "or uri is required by Generate")
@@ -110,7 +119,7 @@ def generation_request(
     tier = enum_value(Tier, pb.preferred_tier, f"{f}preferred_tier", required=False)
 
     content = pb.WhichOneof("content")
-    attachments = _attachments(pb.attachments, f"{f}attachments", need_content)
+    attachments = _attachments(pb.attachments, f"{f}attachments", need_content, limits)
     messages: list[ChatMessage] = []
     if content is None:
         raise InvalidRequestError("EMPTY_PROMPT", f"{f}prompt or {f}conversation is required", {"field": f"{f}prompt"})
@@ -130,7 +139,7 @@ def generation_request(
             where = f"{f}conversation.messages[{i}]"
             role = enum_value(Role, m.role, f"{where}.role", required=True)
             assert role is not None
-            msg_attachments = _attachments(m.attachments, f"{where}.attachments", need_content)
+            msg_attachments = _attachments(m.attachments, f"{where}.attachments", need_content, limits)
             if not m.content.strip() and not msg_attachments:
                 raise InvalidRequestError("EMPTY_PROMPT", f"{where} has no content", {"field": f"{where}.content"})
             size += len(m.content)

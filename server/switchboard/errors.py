@@ -78,3 +78,15 @@ class StreamInterruptedError(SwitchboardError):
 class ConfigError(Exception):
     """Raised at start-up (or reload) when the config file is missing, malformed or inconsistent.
     The message names the file and the problem."""
+
+
+class UnauthenticatedError(SwitchboardError):
+    """Raised when a call to a protected service carries no API key, or one the server does not know."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(SwitchboardError):
+    """Raised when a known API key calls a service its role does not allow."""
+
+    code = "PERMISSION_DENIED"

@@ -8,21 +8,25 @@ Streaming handlers are iterated (``async for``), never awaited.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
+from switchboard.auth import KeyRing
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.status import internal_status, to_grpc_status
 
 log = structlog.get_logger("switchboard")
 
 _PREFIX = "/switchboard."
+# The name of the API key the current call authenticated with ("" when authentication is off).
+_KEY_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("switchboard_api_key", default="")
 
 
 class _Malformed:
@@ -57,17 +61,53 @@ def _account(request: Any) -> str:
     return str(getattr(inner if inner is not None else request, "account_id", ""))[:256]
 
 
+class CallProbe(Protocol):
+    """Watches one call for metrics: each streamed response, then the outcome."""
+
+    def response(self, message: Any) -> None:
+        """A response message is about to be sent."""
+        ...
+
+    def end(self, status: str, model: str) -> None:
+        """The call ended with ``status`` (a gRPC code name); ``model`` is the one that served it, or ""."""
+        ...
+
+
+class CallObserver(Protocol):
+    """Makes a probe per call (the metrics adapter implements it)."""
+
+    def begin(self, rpc: str, streaming: bool) -> CallProbe:
+        """A call of ``rpc`` (the method's short name) starts; ``streaming`` for server streams."""
+        ...
+
+
+class _NoProbe:
+    def response(self, message: Any) -> None:
+        return None
+
+    def end(self, status: str, model: str) -> None:
+        return None
+
+
+class _NoObserver:
+    def begin(self, rpc: str, streaming: bool) -> CallProbe:
+        return _NoProbe()
+
+
 class _Call:
     """Bookkeeping for one RPC: its log context, its outcome and the single log event."""
 
-    __slots__ = ("rpc", "start", "status")
+    __slots__ = ("probe", "rpc", "start", "status")
 
-    def __init__(self, method: str, request: Any) -> None:
+    def __init__(self, method: str, request: Any, observer: CallObserver, streaming: bool = False) -> None:
         self.rpc = method.rsplit("/", 1)[-1]
         self.start = time.perf_counter()
         self.status = "OK"
+        self.probe = observer.begin(self.rpc, streaming)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc=self.rpc, request_id=uuid.uuid4().hex, account=_account(request))
+        if key := _KEY_NAME.get():
+            structlog.contextvars.bind_contextvars(api_key=key)
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, SwitchboardError):
@@ -84,12 +124,15 @@ class _Call:
         # The context is passed explicitly so the event is complete under any processor chain.
         fields = structlog.contextvars.get_contextvars()
         log.info("rpc", **{**fields, "status": self.status, "latency_ms": latency_ms})
+        self.probe.end(self.status, str(fields.get("model", "")))
         structlog.contextvars.clear_contextvars()
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    method: str, behavior: Callable[..., Awaitable[Any]], observer: CallObserver
+) -> Callable[..., Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(method, request)
+        call = _Call(method, request, observer)
         try:
             _check(request)
             return await behavior(request, context)
@@ -104,12 +147,15 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callabl
     return unary
 
 
-def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(
+    method: str, behavior: Callable[..., AsyncIterator[Any]], observer: CallObserver
+) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        call = _Call(method, request)
+        call = _Call(method, request, observer, streaming=True)
         try:
             _check(request)
             async for response in behavior(request, context):
+                call.probe.response(response)
                 yield response
         except (asyncio.CancelledError, GeneratorExit):
             call.status = "CANCELLED"
@@ -127,8 +173,9 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Ca
 class RpcInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the handlers of Switchboard's own services (health and reflection pass through)."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: CallObserver | None = None) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.observer: CallObserver = observer or _NoObserver()
 
     async def intercept_service(
         self,
@@ -145,13 +192,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
+                _wrap_unary(method, handler.unary_unary, self.observer),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
+                _wrap_stream(method, handler.unary_stream, self.observer),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -159,3 +206,52 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             return handler
         self._handlers[method] = wrapped
         return wrapped
+
+
+def _denied(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that refuses the call with ``status`` without
+    parsing the request."""
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext) -> None:
+        await context.abort_with_status(status)
+
+    async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort_with_status(status)
+        yield None  # pragma: no cover - abort raises
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(stream)
+    return grpc.unary_unary_rpc_method_handler(unary)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the API key of every call to a Switchboard service (health and reflection stay open).
+
+    It must come first in the server's interceptor list, before ``RpcInterceptor`` caches handlers.
+    ``keys`` returns the key ring in force, so a reload takes effect on the next call.
+    """
+
+    def __init__(self, keys: Callable[[], KeyRing], observer: CallObserver | None = None) -> None:
+        self.keys = keys
+        self.observer: CallObserver = observer or _NoObserver()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """The call's handler, or one that refuses it when its key is missing, unknown or not allowed."""
+        method = handler_call_details.method
+        try:
+            key = self.keys().authenticate(method, handler_call_details.invocation_metadata)
+        except SwitchboardError as exc:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler
+            rpc = method.rsplit("/", 1)[-1]
+            log.info("rpc", rpc=rpc, status=exc.code, reason=exc.reason, latency_ms=0.0)
+            self.observer.begin(rpc, handler.unary_stream is not None).end(exc.code, "")
+            return _denied(handler, to_grpc_status(exc))
+        if key is not None:
+            _KEY_NAME.set(key.name)  # the handler runs in this call's context: its log events name the key
+        return await continuation(handler_call_details)

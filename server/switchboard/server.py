@@ -1,9 +1,11 @@
-"""Builds and runs the gRPC server: RouterService, health, reflection, graceful shutdown."""
+"""Builds and runs the gRPC server: RouterService, health, reflection, API keys, TLS, metrics,
+graceful shutdown (SIGTERM) and reload (SIGHUP)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -11,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -21,11 +24,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
-from switchboard.interceptors import RpcInterceptor
+from switchboard.errors import ConfigError
+from switchboard.interceptors import AuthInterceptor, RpcInterceptor
 from switchboard.logs import configure_logging
+from switchboard.metrics import Metrics
 from switchboard.reflection import enable_reflection
 from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
+from switchboard.types import Provider
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
@@ -36,50 +42,165 @@ SERVICE_NAMES = (
 )
 
 
+def is_loopback(listen: str) -> bool:
+    """True when ``listen`` (HOST:PORT) binds a loopback address only."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_open_access(settings: Settings, app: App) -> None:
+    """Refuse to serve without API keys on a non-loopback address unless the settings allow it."""
+    if app.keys.enabled or settings.allow_unauthenticated or is_loopback(settings.listen):
+        return
+    raise ConfigError(
+        f"refusing to serve without API keys on {settings.listen}: add api_keys to the config "
+        "(see `switchboard keys new`) or pass --allow-unauthenticated"
+    )
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' PEM files (client certificates required when a client CA
+    is given), or None for plaintext."""
+    if not settings.tls_cert and not settings.tls_key:
+        if settings.tls_client_ca:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    ca = _read(settings.tls_client_ca) if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(_read(settings.tls_key), _read(settings.tls_cert))],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel arguments: message size, concurrent streams per connection and keepalive policy."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        ("grpc.keepalive_time_ms", round(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", int(settings.keepalive_permit_without_calls)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", round(settings.min_ping_interval_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(settings.min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
 @dataclass
 class ServerHandle:
-    """A started server: the gRPC server, the port it bound and the app behind it."""
+    """A started server: the gRPC server, the port it bound and the app behind it.
+
+    ``app`` is the app new calls use; ``reload()`` replaces it while calls in flight finish on the
+    one they started with.
+    """
 
     server: grpc.aio.Server
     port: int
     app: App
     health: health.aio.HealthServicer
     sweeper: asyncio.Task[None]
+    metrics: Metrics
+    metrics_port: int | None = None
+    servicers: list[RouterService | AccountService] = field(default_factory=list)
+
+    def swap(self, app: App) -> None:
+        """Make ``app`` the one new calls use."""
+        self.app = app
+        for servicer in self.servicers:
+            servicer.app = app
+
+    def reload(self, adapters: Mapping[str, Provider] | None = None) -> bool:
+        """Build a new app from the config file (catalog, plans, prices, keys) and swap it in.
+        A bad config is refused with a log line saying why, and the running app is kept."""
+        current = self.app
+        try:
+            app = build_app(current.settings, adapters, reuse=current)
+            check_open_access(current.settings, app)
+        except ConfigError as exc:
+            log.error("reload_refused", reason=str(exc), config=current.settings.config_path)
+            return False
+        except Exception as exc:  # a reload must never take the running server down
+            log.exception("reload_refused", reason=repr(exc), config=current.settings.config_path)
+            return False
+        self.swap(app)
+        log.info("reloaded", models=len(app.catalog.models), plans=len(app.catalog.plans), api_keys=len(app.keys))
+        return True
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, stop taking calls and give running ones ``grace`` seconds; streams
-        still running then are cancelled, which settles their credits and returns their slots."""
+        still running then are cancelled, which closes their provider calls, settles their credits
+        and returns their slots. Then run the app's ``on_shutdown`` callbacks and close it."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.sweeper
-        await self.app.close()
+        self.metrics.stop()
+        await self.app.shutdown()
 
 
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
     """Build the app from ``settings`` (or use ``app``), bind, start and return the server
     (port 0 picks a port)."""
     app = app or build_app(settings)
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-    ]
-    server = grpc.aio.server(interceptors=[RpcInterceptor()], options=options)
-    router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(app), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(app), server)
+    check_open_access(settings, app)
+    credentials = server_credentials(settings)
+    holder: list[ServerHandle] = []
+
+    def current() -> App:
+        return holder[0].app if holder else app
+
+    metrics = Metrics(lambda: (current().health, current().catalog.models))
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(lambda: current().keys, metrics), RpcInterceptor(metrics)],
+        options=server_options(settings),
+    )
+    router, accounts = RouterService(app), AccountService(app)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(router, server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.listen)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
+    metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     sweeper = asyncio.create_task(sweep_forever(app.ledger, settings.sweep_interval_s))
-    return ServerHandle(server=server, port=port, app=app, health=health_servicer, sweeper=sweeper)
+    handle = ServerHandle(
+        server=server,
+        port=port,
+        app=app,
+        health=health_servicer,
+        sweeper=sweeper,
+        metrics=metrics,
+        metrics_port=metrics_port,
+        servicers=[router, accounts],
+    )
+    holder.append(handle)
+    return handle
 
 
 async def serve(settings: Settings) -> None:
@@ -95,7 +216,18 @@ async def serve(settings: Settings) -> None:
         models=len(handle.app.catalog.models),
         simulated_models=len(simulated),
         config=settings.config_path or "embedded default",
+        tls="mutual" if settings.tls_client_ca else ("on" if settings.tls_cert else "off"),
+        metrics_port=handle.metrics_port,
     )
+    if handle.app.keys.enabled:
+        log.info("auth", mode="api_keys", api_keys=len(handle.app.keys))
+    else:
+        log.warning(
+            "auth",
+            mode="open",
+            message="the config lists no api_keys: every caller is allowed (only safe on loopback)",
+            listen=settings.listen,
+        )
     if simulated:
         log.warning(
             "simulated_provider",
@@ -108,10 +240,20 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, handle.reload)
     await stop.wait()
+    loop.remove_signal_handler(signal.SIGHUP)
     log.info("shutting_down", grace_s=settings.grace_s)
     await handle.stop(settings.grace_s)
     log.info("stopped")
+
+
+def _worker_metrics(listen: str | None, index: int) -> list[str]:
+    """Worker ``index``'s metrics address: the given port plus the index (port 0 stays 0)."""
+    if not listen:
+        return []
+    host, _, port = listen.rpartition(":")
+    return ["--metrics-listen", f"{host}:{int(port) + index if int(port) else 0}"]
 
 
 def supervise(settings: Settings, argv: list[str]) -> int:
@@ -145,6 +287,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 limiter,
                 "--port-file",
                 f"{tmp}/worker-{i}",
+                *_worker_metrics(settings.metrics_listen, i),
             ]
             children.append(subprocess.Popen(cmd))
         deadline = time.monotonic() + 60
@@ -167,8 +310,14 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 if c.poll() is None:
                     c.send_signal(signum)
 
+        def reload(signum: int, _frame: object) -> None:
+            for c in children:
+                if c.poll() is None:
+                    c.send_signal(signum)
+
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGHUP, reload)
         while any(c.poll() is None for c in children):
             if not stopping and any(c.poll() is not None for c in children):
                 log.error("worker_exited", codes=[c.poll() for c in children])

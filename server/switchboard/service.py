@@ -69,19 +69,19 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         """The decision Generate would make; no side effects."""
         if not request.HasField("request"):
             raise InvalidRequestError("FIELD_REQUIRED", "request is required", {"field": "request"})
-        limits = self.app.settings.limits
-        gen = convert.generation_request(request.request, limits, need_content=False, field="request.")
-        _, decision = await self._decide(gen)
-        simulated = self.app.providers.is_simulated(decision.model.id)
-        return self.app.messages.select_response(decision, simulated)
+        app = self.app  # one app for the whole call, even when a reload swaps it meanwhile
+        gen = convert.generation_request(request.request, app.settings.limits, need_content=False, field="request.")
+        _, decision = await _decide(app, gen)
+        simulated = app.providers.is_simulated(decision.model.id)
+        return app.messages.select_response(decision, simulated)
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
         """Select, hold credits, call the provider, stream; settle the credits once at the end."""
-        app = self.app
+        app = self.app  # streams in flight keep the app they started with across a reload
         gen = convert.generation_request(request, app.settings.limits, need_content=True)
-        account, decision = await self._decide(gen)
+        account, decision = await _decide(app, gen)
         meter = app.billing.meter(account, decision, gen)
         try:
             await meter.open()
@@ -89,7 +89,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             if exc.reason != "INSUFFICIENT_CREDITS":
                 raise
             # The balance selection used was stale: decide again on the ledger's own figure.
-            account, decision = await self._decide(gen, fresh=True)
+            account, decision = await _decide(app, gen, fresh=True)
             meter = app.billing.meter(account, decision, gen)
             await meter.open()
         error: BaseException | None = None
@@ -104,12 +104,13 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         finally:
             await meter.close(error)
 
-    async def _decide(self, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:
-        _bind(request_id=gen.request_id, account=gen.selection.account_id)
-        account = await self.app.accounts.state(gen.selection.account_id, fresh=fresh)
-        decision = self.app.selector.select(gen.selection, account, self.app.health)
-        _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
-        return account, decision
+
+async def _decide(app: App, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:
+    _bind(request_id=gen.request_id, account=gen.selection.account_id)
+    account = await app.accounts.state(gen.selection.account_id, fresh=fresh)
+    decision = app.selector.select(gen.selection, account, app.health)
+    _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
+    return account, decision
 
 
 async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:

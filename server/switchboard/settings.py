@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchboard.convert import Limits
@@ -38,6 +38,17 @@ class Settings:
     balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
+    # Operations: TLS, authentication, metrics and transport limits (docs/operations.md).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    allow_unauthenticated: bool = False
+    metrics_listen: str | None = None
+    max_concurrent_streams: int = 1000
+    keepalive_time_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
+    keepalive_permit_without_calls: bool = True
+    min_ping_interval_s: float = 10.0
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -88,6 +99,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="simulated calls to this model fail mid-stream (repeatable; * for all)",
     )
     parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
+    add_operations_arguments(parser, env, d)
     parser.add_argument("--ledger", default=env("ledger", d.ledger), help="sqlite:PATH or postgresql://...")
     parser.add_argument(
         "--limiter",
@@ -121,6 +133,52 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     )
 
 
+def add_operations_arguments(
+    parser: argparse.ArgumentParser, env: Callable[[str, object], object], d: Settings
+) -> None:
+    """The flags for TLS, authentication, metrics and transport limits."""
+
+    def flag(name: str) -> bool:
+        return str(env(name, "")).lower() in ("1", "true", "yes")
+
+    parser.add_argument(
+        "--max-attachment-bytes", type=int, default=env("max-attachment-bytes", d.limits.max_attachment_bytes)
+    )
+    parser.add_argument("--tls-cert", default=env("tls-cert", None), help="PEM certificate chain: serve TLS")
+    parser.add_argument("--tls-key", default=env("tls-key", None), help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca", default=env("tls-client-ca", None), help="PEM CA bundle: require client certificates (mTLS)"
+    )
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=flag("allow-unauthenticated"),
+        help="serve without API keys on a non-loopback address (the config lists no api_keys)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=env("metrics-listen", d.metrics_listen),
+        help="HOST:PORT for Prometheus /metrics over HTTP; off when not given",
+    )
+    parser.add_argument(
+        "--max-concurrent-streams", type=int, default=env("max-concurrent-streams", d.max_concurrent_streams)
+    )
+    parser.add_argument("--keepalive-time", type=float, default=env("keepalive-time", d.keepalive_time_s))
+    parser.add_argument("--keepalive-timeout", type=float, default=env("keepalive-timeout", d.keepalive_timeout_s))
+    parser.add_argument(
+        "--keepalive-require-calls",
+        action="store_true",
+        default=flag("keepalive-require-calls"),
+        help="refuse client keepalive pings on connections with no call in flight",
+    )
+    parser.add_argument(
+        "--min-ping-interval",
+        type=float,
+        default=env("min-ping-interval", d.min_ping_interval_s),
+        help="seconds a client must leave between keepalive pings",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The Settings for parsed ``serve`` arguments."""
     return Settings(
@@ -138,7 +196,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             fail_before_first=frozenset(args.sim_fail_before),
             fail_mid_stream=frozenset(args.sim_fail_mid),
         ),
-        limits=Limits(max_prompt_chars=int(args.max_prompt_chars)),
+        limits=Limits(max_prompt_chars=int(args.max_prompt_chars), max_attachment_bytes=int(args.max_attachment_bytes)),
         ledger=args.ledger,
         limiter=args.limiter,
         hold_ttl_s=float(args.hold_ttl),
@@ -148,6 +206,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auto_create_accounts=args.auto_create_accounts,
         workers=max(1, int(args.workers)),
         reuse_port=args.reuse_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        allow_unauthenticated=args.allow_unauthenticated,
+        metrics_listen=args.metrics_listen or None,
+        max_concurrent_streams=int(args.max_concurrent_streams),
+        keepalive_time_s=float(args.keepalive_time),
+        keepalive_timeout_s=float(args.keepalive_timeout),
+        keepalive_permit_without_calls=not args.keepalive_require_calls,
+        min_ping_interval_s=float(args.min_ping_interval),
     )
 
 

@@ -261,6 +261,59 @@ func (Capability) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{2}
 }
 
+// ApiKeyRole is what an API key may call.
+type ApiKeyRole int32
+
+const (
+	// Not set; a key without a role is a config error.
+	ApiKeyRole_API_KEY_ROLE_UNSPECIFIED ApiKeyRole = 0
+	// May call RouterService: ListModels, SelectModel and Generate.
+	ApiKeyRole_API_KEY_ROLE_CALLER ApiKeyRole = 1
+	// May call every service, including account and credit operations.
+	ApiKeyRole_API_KEY_ROLE_ADMIN ApiKeyRole = 2
+)
+
+// Enum value maps for ApiKeyRole.
+var (
+	ApiKeyRole_name = map[int32]string{
+		0: "API_KEY_ROLE_UNSPECIFIED",
+		1: "API_KEY_ROLE_CALLER",
+		2: "API_KEY_ROLE_ADMIN",
+	}
+	ApiKeyRole_value = map[string]int32{
+		"API_KEY_ROLE_UNSPECIFIED": 0,
+		"API_KEY_ROLE_CALLER":      1,
+		"API_KEY_ROLE_ADMIN":       2,
+	}
+)
+
+func (x ApiKeyRole) Enum() *ApiKeyRole {
+	p := new(ApiKeyRole)
+	*p = x
+	return p
+}
+
+func (x ApiKeyRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApiKeyRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_catalog_proto_enumTypes[3].Descriptor()
+}
+
+func (ApiKeyRole) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_catalog_proto_enumTypes[3]
+}
+
+func (x ApiKeyRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApiKeyRole.Descriptor instead.
+func (ApiKeyRole) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
 // Price is what one request costs in credits. The total is credits_per_request plus the
 // per-1,000-token rates applied to the request's input and output tokens (text models).
 type Price struct {
@@ -800,7 +853,10 @@ type Config struct {
 	// The plan of an account the server does not know yet.
 	DefaultPlanId string `protobuf:"bytes,3,opt,name=default_plan_id,json=defaultPlanId,proto3" json:"default_plan_id,omitempty"`
 	// The price of each tier; every tier that has a model needs a price here or on each model.
-	TierPrices    []*TierPrice `protobuf:"bytes,4,rep,name=tier_prices,json=tierPrices,proto3" json:"tier_prices,omitempty"`
+	TierPrices []*TierPrice `protobuf:"bytes,4,rep,name=tier_prices,json=tierPrices,proto3" json:"tier_prices,omitempty"`
+	// The API keys allowed to call the server. When empty, the server runs without
+	// authentication, which it only allows on a loopback address unless told otherwise.
+	ApiKeys       []*ApiKey `protobuf:"bytes,6,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -863,6 +919,78 @@ func (x *Config) GetTierPrices() []*TierPrice {
 	return nil
 }
 
+func (x *Config) GetApiKeys() []*ApiKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+// ApiKey is one key a client sends as `authorization: Bearer <key>`. Only the key's SHA-256
+// digest is stored; `switchboard keys new` prints a new key and this entry for it.
+type ApiKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name for the key, shown in logs and metrics instead of the key, for example "billing-svc".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The SHA-256 digest of the key, as 64 lowercase hex digits.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// What the key may call.
+	Role          ApiKeyRole `protobuf:"varint,3,opt,name=role,proto3,enum=switchboard.v1.ApiKeyRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKey) Reset() {
+	*x = ApiKey{}
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKey) ProtoMessage() {}
+
+func (x *ApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
+func (*ApiKey) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ApiKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApiKey) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ApiKey) GetRole() ApiKeyRole {
+	if x != nil {
+		return x.Role
+	}
+	return ApiKeyRole_API_KEY_ROLE_UNSPECIFIED
+}
+
 var File_switchboard_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_switchboard_v1_catalog_proto_rawDesc = "" +
@@ -904,13 +1032,18 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12'\n" +
 	"\x0fmonthly_credits\x18\x03 \x01(\x03R\x0emonthlyCredits\x126\n" +
 	"\x17max_concurrent_requests\x18\x04 \x01(\x05R\x15maxConcurrentRequests\x12;\n" +
-	"\bdefaults\x18\x05 \x03(\v2\x1f.switchboard.v1.ModalityDefaultR\bdefaults\"\xc7\x01\n" +
+	"\bdefaults\x18\x05 \x03(\v2\x1f.switchboard.v1.ModalityDefaultR\bdefaults\"\xfa\x01\n" +
 	"\x06Config\x12-\n" +
 	"\x06models\x18\x01 \x03(\v2\x15.switchboard.v1.ModelR\x06models\x12*\n" +
 	"\x05plans\x18\x02 \x03(\v2\x14.switchboard.v1.PlanR\x05plans\x12&\n" +
 	"\x0fdefault_plan_id\x18\x03 \x01(\tR\rdefaultPlanId\x12:\n" +
 	"\vtier_prices\x18\x04 \x03(\v2\x19.switchboard.v1.TierPriceR\n" +
-	"tierPrices*t\n" +
+	"tierPrices\x121\n" +
+	"\bapi_keys\x18\x06 \x03(\v2\x16.switchboard.v1.ApiKeyR\aapiKeys\"d\n" +
+	"\x06ApiKey\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12.\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x1a.switchboard.v1.ApiKeyRoleR\x04role*t\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rMODALITY_TEXT\x10\x01\x12\x12\n" +
@@ -944,7 +1077,12 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\x18CAPABILITY_VIDEO_EDITING\x10\x10\x12\x1e\n" +
 	"\x1aCAPABILITY_VIDEO_EXTENSION\x10\x11\x12\x1e\n" +
 	"\x1aCAPABILITY_VIDEO_REFERENCE\x10\x12\x12\x1d\n" +
-	"\x19CAPABILITY_TEXT_TO_SPEECH\x10\x13b\x06proto3"
+	"\x19CAPABILITY_TEXT_TO_SPEECH\x10\x13*[\n" +
+	"\n" +
+	"ApiKeyRole\x12\x1c\n" +
+	"\x18API_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13API_KEY_ROLE_CALLER\x10\x01\x12\x16\n" +
+	"\x12API_KEY_ROLE_ADMIN\x10\x02b\x06proto3"
 
 var (
 	file_switchboard_v1_catalog_proto_rawDescOnce sync.Once
@@ -958,42 +1096,46 @@ func file_switchboard_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_catalog_proto_rawDescData
 }
 
-var file_switchboard_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_switchboard_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_switchboard_v1_catalog_proto_goTypes = []any{
 	(Modality)(0),           // 0: switchboard.v1.Modality
 	(Tier)(0),               // 1: switchboard.v1.Tier
 	(Capability)(0),         // 2: switchboard.v1.Capability
-	(*Price)(nil),           // 3: switchboard.v1.Price
-	(*TierPrice)(nil),       // 4: switchboard.v1.TierPrice
-	(*ModelLimits)(nil),     // 5: switchboard.v1.ModelLimits
-	(*ProviderRoute)(nil),   // 6: switchboard.v1.ProviderRoute
-	(*Model)(nil),           // 7: switchboard.v1.Model
-	(*ModalityDefault)(nil), // 8: switchboard.v1.ModalityDefault
-	(*Plan)(nil),            // 9: switchboard.v1.Plan
-	(*Config)(nil),          // 10: switchboard.v1.Config
+	(ApiKeyRole)(0),         // 3: switchboard.v1.ApiKeyRole
+	(*Price)(nil),           // 4: switchboard.v1.Price
+	(*TierPrice)(nil),       // 5: switchboard.v1.TierPrice
+	(*ModelLimits)(nil),     // 6: switchboard.v1.ModelLimits
+	(*ProviderRoute)(nil),   // 7: switchboard.v1.ProviderRoute
+	(*Model)(nil),           // 8: switchboard.v1.Model
+	(*ModalityDefault)(nil), // 9: switchboard.v1.ModalityDefault
+	(*Plan)(nil),            // 10: switchboard.v1.Plan
+	(*Config)(nil),          // 11: switchboard.v1.Config
+	(*ApiKey)(nil),          // 12: switchboard.v1.ApiKey
 }
 var file_switchboard_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: switchboard.v1.TierPrice.tier:type_name -> switchboard.v1.Tier
-	3,  // 1: switchboard.v1.TierPrice.price:type_name -> switchboard.v1.Price
+	4,  // 1: switchboard.v1.TierPrice.price:type_name -> switchboard.v1.Price
 	0,  // 2: switchboard.v1.TierPrice.modality:type_name -> switchboard.v1.Modality
 	0,  // 3: switchboard.v1.Model.modality:type_name -> switchboard.v1.Modality
 	1,  // 4: switchboard.v1.Model.tier:type_name -> switchboard.v1.Tier
 	2,  // 5: switchboard.v1.Model.capabilities:type_name -> switchboard.v1.Capability
-	5,  // 6: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
-	3,  // 7: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
-	6,  // 8: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
+	6,  // 6: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
+	4,  // 7: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
+	7,  // 8: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
 	0,  // 9: switchboard.v1.ModalityDefault.modality:type_name -> switchboard.v1.Modality
 	1,  // 10: switchboard.v1.ModalityDefault.tier:type_name -> switchboard.v1.Tier
-	8,  // 11: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
-	7,  // 12: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
-	9,  // 13: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
-	4,  // 14: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 11: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
+	8,  // 12: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
+	10, // 13: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
+	5,  // 14: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
+	12, // 15: switchboard.v1.Config.api_keys:type_name -> switchboard.v1.ApiKey
+	3,  // 16: switchboard.v1.ApiKey.role:type_name -> switchboard.v1.ApiKeyRole
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_catalog_proto_init() }
@@ -1006,8 +1148,8 @@ func file_switchboard_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_catalog_proto_rawDesc), len(file_switchboard_v1_catalog_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   8,
+			NumEnums:      4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -44,6 +44,12 @@ class Capability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAPABILITY_VIDEO_EXTENSION: _ClassVar[Capability]
     CAPABILITY_VIDEO_REFERENCE: _ClassVar[Capability]
     CAPABILITY_TEXT_TO_SPEECH: _ClassVar[Capability]
+
+class ApiKeyRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    API_KEY_ROLE_UNSPECIFIED: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_CALLER: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_ADMIN: _ClassVar[ApiKeyRole]
 MODALITY_UNSPECIFIED: Modality
 MODALITY_TEXT: Modality
 MODALITY_IMAGE: Modality
@@ -73,6 +79,9 @@ CAPABILITY_VIDEO_EDITING: Capability
 CAPABILITY_VIDEO_EXTENSION: Capability
 CAPABILITY_VIDEO_REFERENCE: Capability
 CAPABILITY_TEXT_TO_SPEECH: Capability
+API_KEY_ROLE_UNSPECIFIED: ApiKeyRole
+API_KEY_ROLE_CALLER: ApiKeyRole
+API_KEY_ROLE_ADMIN: ApiKeyRole
 
 class Price(_message.Message):
     __slots__ = ("credits_per_request", "credits_per_1k_input_tokens", "credits_per_1k_output_tokens")
@@ -161,13 +170,25 @@ class Plan(_message.Message):
     def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., monthly_credits: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ..., defaults: _Optional[_Iterable[_Union[ModalityDefault, _Mapping]]] = ...) -> None: ...
 
 class Config(_message.Message):
-    __slots__ = ("models", "plans", "default_plan_id", "tier_prices")
+    __slots__ = ("models", "plans", "default_plan_id", "tier_prices", "api_keys")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PLANS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_PRICES_FIELD_NUMBER: _ClassVar[int]
+    API_KEYS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[Model]
     plans: _containers.RepeatedCompositeFieldContainer[Plan]
     default_plan_id: str
     tier_prices: _containers.RepeatedCompositeFieldContainer[TierPrice]
-    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., default_plan_id: _Optional[str] = ..., tier_prices: _Optional[_Iterable[_Union[TierPrice, _Mapping]]] = ...) -> None: ...
+    api_keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., default_plan_id: _Optional[str] = ..., tier_prices: _Optional[_Iterable[_Union[TierPrice, _Mapping]]] = ..., api_keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("name", "sha256", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    role: ApiKeyRole
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., role: _Optional[_Union[ApiKeyRole, str]] = ...) -> None: ...

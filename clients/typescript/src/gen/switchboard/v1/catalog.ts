@@ -279,6 +279,49 @@ export function capabilityToJSON(object: Capability): string {
   }
 }
 
+/** ApiKeyRole is what an API key may call. */
+export enum ApiKeyRole {
+  /** API_KEY_ROLE_UNSPECIFIED - Not set; a key without a role is a config error. */
+  API_KEY_ROLE_UNSPECIFIED = 0,
+  /** API_KEY_ROLE_CALLER - May call RouterService: ListModels, SelectModel and Generate. */
+  API_KEY_ROLE_CALLER = 1,
+  /** API_KEY_ROLE_ADMIN - May call every service, including account and credit operations. */
+  API_KEY_ROLE_ADMIN = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function apiKeyRoleFromJSON(object: any): ApiKeyRole {
+  switch (object) {
+    case 0:
+    case "API_KEY_ROLE_UNSPECIFIED":
+      return ApiKeyRole.API_KEY_ROLE_UNSPECIFIED;
+    case 1:
+    case "API_KEY_ROLE_CALLER":
+      return ApiKeyRole.API_KEY_ROLE_CALLER;
+    case 2:
+    case "API_KEY_ROLE_ADMIN":
+      return ApiKeyRole.API_KEY_ROLE_ADMIN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ApiKeyRole.UNRECOGNIZED;
+  }
+}
+
+export function apiKeyRoleToJSON(object: ApiKeyRole): string {
+  switch (object) {
+    case ApiKeyRole.API_KEY_ROLE_UNSPECIFIED:
+      return "API_KEY_ROLE_UNSPECIFIED";
+    case ApiKeyRole.API_KEY_ROLE_CALLER:
+      return "API_KEY_ROLE_CALLER";
+    case ApiKeyRole.API_KEY_ROLE_ADMIN:
+      return "API_KEY_ROLE_ADMIN";
+    case ApiKeyRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * Price is what one request costs in credits. The total is credits_per_request plus the
  * per-1,000-token rates applied to the request's input and output tokens (text models).
@@ -408,6 +451,24 @@ export interface Config {
   defaultPlanId: string;
   /** The price of each tier; every tier that has a model needs a price here or on each model. */
   tierPrices: TierPrice[];
+  /**
+   * The API keys allowed to call the server. When empty, the server runs without
+   * authentication, which it only allows on a loopback address unless told otherwise.
+   */
+  apiKeys: ApiKey[];
+}
+
+/**
+ * ApiKey is one key a client sends as `authorization: Bearer <key>`. Only the key's SHA-256
+ * digest is stored; `switchboard keys new` prints a new key and this entry for it.
+ */
+export interface ApiKey {
+  /** A name for the key, shown in logs and metrics instead of the key, for example "billing-svc". */
+  name: string;
+  /** The SHA-256 digest of the key, as 64 lowercase hex digits. */
+  sha256: string;
+  /** What the key may call. */
+  role: ApiKeyRole;
 }
 
 function createBasePrice(): Price {
@@ -1325,7 +1386,7 @@ export const Plan: MessageFns<Plan> = {
 };
 
 function createBaseConfig(): Config {
-  return { models: [], plans: [], defaultPlanId: "", tierPrices: [] };
+  return { models: [], plans: [], defaultPlanId: "", tierPrices: [], apiKeys: [] };
 }
 
 export const Config: MessageFns<Config> = {
@@ -1341,6 +1402,9 @@ export const Config: MessageFns<Config> = {
     }
     for (const v of message.tierPrices) {
       TierPrice.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.apiKeys) {
+      ApiKey.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1390,6 +1454,14 @@ export const Config: MessageFns<Config> = {
             message.tierPrices.push(TierPrice.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.apiKeys.push(ApiKey.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1416,6 +1488,11 @@ export const Config: MessageFns<Config> = {
         : globalThis.Array.isArray(object?.tier_prices)
         ? object.tier_prices.map((e: any) => TierPrice.fromJSON(e))
         : [],
+      apiKeys: globalThis.Array.isArray(object?.apiKeys)
+        ? object.apiKeys.map((e: any) => ApiKey.fromJSON(e))
+        : globalThis.Array.isArray(object?.api_keys)
+        ? object.api_keys.map((e: any) => ApiKey.fromJSON(e))
+        : [],
     };
   },
 
@@ -1433,6 +1510,9 @@ export const Config: MessageFns<Config> = {
     if (message.tierPrices?.length) {
       obj.tierPrices = message.tierPrices.map((e) => TierPrice.toJSON(e));
     }
+    if (message.apiKeys?.length) {
+      obj.apiKeys = message.apiKeys.map((e) => ApiKey.toJSON(e));
+    }
     return obj;
   },
 
@@ -1445,6 +1525,108 @@ export const Config: MessageFns<Config> = {
     message.plans = object.plans?.map((e) => Plan.fromPartial(e)) || [];
     message.defaultPlanId = object.defaultPlanId ?? "";
     message.tierPrices = object.tierPrices?.map((e) => TierPrice.fromPartial(e)) || [];
+    message.apiKeys = object.apiKeys?.map((e) => ApiKey.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseApiKey(): ApiKey {
+  return { name: "", sha256: "", role: 0 };
+}
+
+export const ApiKey: MessageFns<ApiKey> = {
+  encode(message: ApiKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApiKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApiKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApiKey {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      role: isSet(object.role) ? apiKeyRoleFromJSON(object.role) : 0,
+    };
+  },
+
+  toJSON(message: ApiKey): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.role !== 0) {
+      obj.role = apiKeyRoleToJSON(message.role);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApiKey>, I>>(base?: I): ApiKey {
+    return ApiKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApiKey>, I>>(object: I): ApiKey {
+    const message = createBaseApiKey();
+    message.name = object.name ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.role = object.role ?? 0;
     return message;
   },
 };

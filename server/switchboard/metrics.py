@@ -1,0 +1,152 @@
+"""Prometheus metrics, fed by the RPC interceptor and served over HTTP on their own port.
+
+Every metric lives in the server's own registry (so several servers in one process, as in the
+tests, do not mix). Labels only take values from closed sets: RPC names, gRPC code names and
+catalog model ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from switchboard.interceptors import CallProbe
+from switchboard.types import HealthView, Model
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_OUTPUT = frozenset({"delta", "artifact", "tool_call"})
+
+
+class Metrics:
+    """The server's metrics and the per-call probes that update them."""
+
+    def __init__(self, health: Callable[[], tuple[HealthView, tuple[Model, ...]]] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "switchboard_requests",
+            "Finished calls by RPC, gRPC status code and serving model.",
+            ("rpc", "code", "model"),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "switchboard_rpc_latency_seconds",
+            "Time from the start to the end of a unary call.",
+            ("rpc",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "switchboard_generate_time_to_first_token_seconds",
+            "Generate: time from the start of the call to its first output frame.",
+            ("model",),
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.gap = Histogram(
+            "switchboard_generate_inter_token_seconds",
+            "Generate: time between consecutive output frames.",
+            ("model",),
+            buckets=_GAP_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "switchboard_fallbacks",
+            "Generate: a model failed before output and the next one was tried.",
+            ("from_model", "to_model", "reason"),
+            registry=r,
+        )
+        self.credits = Counter(
+            "switchboard_credits_charged", "Credits charged by completed Generate calls.", ("model",), registry=r
+        )
+        self.in_flight = Gauge("switchboard_streams_in_flight", "Generate streams running now.", registry=r)
+        if health is not None:
+            r.register(_CoolingDown(health))
+        self._http: Any = None
+        self._thread: threading.Thread | None = None
+
+    def begin(self, rpc: str, streaming: bool) -> CallProbe:
+        """A probe for one call."""
+        return _Probe(self, rpc, streaming)
+
+    def serve(self, listen: str) -> int:
+        """Serve ``/metrics`` over HTTP on ``listen`` (HOST:PORT; port 0 picks one); return the port."""
+        host, _, port = listen.rpartition(":")
+        self._http, self._thread = start_http_server(int(port), host.strip("[]") or "127.0.0.1", self.registry)
+        return int(self._http.server_port)
+
+    def stop(self) -> None:
+        """Stop the HTTP server, if any."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class _Probe:
+    __slots__ = ("last", "metrics", "model", "rpc", "start", "streaming")
+
+    def __init__(self, metrics: Metrics, rpc: str, streaming: bool) -> None:
+        self.metrics = metrics
+        self.rpc = rpc
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.model = ""
+        self.streaming = streaming
+        if streaming:
+            metrics.in_flight.inc()
+
+    def response(self, message: Any) -> None:
+        kind = message.WhichOneof("event") if hasattr(message, "WhichOneof") else None
+        m = self.metrics
+        if kind == "decision":
+            self.model = message.decision.model.id
+        elif kind == "fallback":
+            f = message.fallback
+            m.fallbacks.labels(f.from_model_id, f.to_model_id, f.reason).inc()
+            self.model = f.to_model_id
+        elif kind in _OUTPUT:
+            now = time.perf_counter()
+            if self.last:
+                m.gap.labels(self.model).observe(now - self.last)
+            else:
+                m.ttft.labels(self.model).observe(now - self.start)
+            self.last = now
+        elif kind == "completion":
+            self.model = message.completion.model_id
+            m.credits.labels(self.model).inc(message.completion.credits_charged)
+
+    def end(self, status: str, model: str) -> None:
+        m = self.metrics
+        if self.streaming:
+            m.in_flight.dec()
+        else:
+            m.latency.labels(self.rpc).observe(time.perf_counter() - self.start)
+        m.requests.labels(self.rpc, status, model or self.model).inc()
+
+
+class _CoolingDown(Collector):
+    """Models the health view reports unavailable (cooling down), read at scrape time."""
+
+    def __init__(self, health: Callable[[], tuple[HealthView, tuple[Model, ...]]]) -> None:
+        self.health = health
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily("switchboard_model_cooling_down", "1 while a model is cooling down.")]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        view, models = self.health()
+        family = GaugeMetricFamily(
+            "switchboard_model_cooling_down", "1 while a model is cooling down.", labels=("model",)
+        )
+        for model in models:
+            family.add_metric((model.id,), 0.0 if view.is_available(model.id) else 1.0)
+        yield family

@@ -1,0 +1,113 @@
+"""Prometheus metrics over their own HTTP port, fed by real calls over a real channel."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import FAST, ServerFactory
+from prometheus_client.parser import text_string_to_metric_families
+from switchboard.v1 import catalog_pb2, router_pb2
+
+REQ = router_pb2.GenerateRequest(account_id="acct-1", modality=catalog_pb2.MODALITY_TEXT, prompt="count me")
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on /metrics, keyed by name and sorted labels."""
+
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    text = await asyncio.to_thread(get)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+class TestMetrics:
+    """Requests, latencies, fallbacks, credits and streams in flight are exported."""
+
+    async def test_off_by_default(self, start_server: ServerFactory) -> None:
+        """Without --metrics-listen no HTTP port is opened."""
+        handle, _ = await start_server()
+        assert handle.metrics_port is None
+
+    async def test_counts_and_histograms(self, start_server: ServerFactory) -> None:
+        """A fallback, a completed stream, a refused request and selections all show up."""
+        sim = replace(FAST, fail_before_first=frozenset({"gemini-3.1-flash-lite"}))
+        handle, stub = await start_server(metrics_listen="127.0.0.1:0", simulation=sim)
+        assert handle.metrics_port
+        frames = [f async for f in stub.Generate(REQ, timeout=10)]
+        completion = frames[-1].completion
+        served = completion.model_id
+        deltas = sum(1 for f in frames if f.WhichOneof("event") == "delta")
+        for _ in range(3):
+            await stub.SelectModel(router_pb2.SelectModelRequest(request=REQ), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.SelectModel(router_pb2.SelectModelRequest(), timeout=5)
+        m = await scrape(handle.metrics_port)
+        assert m[("switchboard_requests_total", (("code", "OK"), ("model", served), ("rpc", "Generate")))] == 1
+        assert (
+            m[
+                (
+                    "switchboard_requests_total",
+                    (("code", "OK"), ("model", "gemini-3.1-flash-lite"), ("rpc", "SelectModel")),
+                )
+            ]
+            == 3
+        )
+        assert (
+            m[("switchboard_requests_total", (("code", "INVALID_ARGUMENT"), ("model", ""), ("rpc", "SelectModel")))]
+            == 1
+        )
+        assert m[("switchboard_rpc_latency_seconds_count", (("rpc", "SelectModel"),))] == 4
+        assert m[("switchboard_generate_time_to_first_token_seconds_count", (("model", served),))] == 1
+        assert m[("switchboard_generate_inter_token_seconds_count", (("model", served),))] == deltas - 1
+        fallback = (("from_model", "gemini-3.1-flash-lite"), ("reason", "PROVIDER_FAILED"), ("to_model", served))
+        assert m[("switchboard_fallbacks_total", fallback)] == 1
+        assert m[("switchboard_credits_charged_total", (("model", served),))] == completion.credits_charged > 0
+        assert m[("switchboard_streams_in_flight", ())] == 0
+        assert m[("switchboard_model_cooling_down", (("model", served),))] == 0
+
+    async def test_streams_in_flight(self, start_server: ServerFactory) -> None:
+        """The gauge counts a running stream and drops when it ends."""
+        slow = replace(FAST, inter_token_s=0.05, tokens=40)
+        handle, stub = await start_server(metrics_listen="127.0.0.1:0", simulation=slow)
+        call = stub.Generate(REQ, timeout=20)
+        await call.read()
+        assert (await scrape(handle.metrics_port))[("switchboard_streams_in_flight", ())] == 1
+        call.cancel()
+        await asyncio.sleep(0.2)
+        m = await scrape(handle.metrics_port)
+        assert m[("switchboard_streams_in_flight", ())] == 0
+        assert (
+            m[
+                (
+                    "switchboard_requests_total",
+                    (("code", "CANCELLED"), ("model", "gemini-3.1-flash-lite"), ("rpc", "Generate")),
+                )
+            ]
+            == 1
+        )
+
+    async def test_refused_calls_counted(self, start_server: ServerFactory, tmp_path: Path) -> None:
+        """Calls refused for a missing key count under UNAUTHENTICATED."""
+        from test_auth import CALLER, config_with_keys  # noqa: PLC0415
+
+        handle, stub = await start_server(
+            metrics_listen="127.0.0.1:0", config_path=config_with_keys(tmp_path, ("svc", CALLER, "caller"))
+        )
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)
+        m = await scrape(handle.metrics_port)
+        assert (
+            m[("switchboard_requests_total", (("code", "UNAUTHENTICATED"), ("model", ""), ("rpc", "ListModels")))] == 2
+        )
