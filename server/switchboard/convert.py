@@ -7,8 +7,8 @@ the metadata; nothing here knows about gRPC status codes.
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -108,7 +108,7 @@ def generation_request(
     if not account:
         raise _required(f"{f}account_id")
     _identifier(account, f"{f}account_id")
-    request_id = _identifier(pb.request_id, f"{f}request_id") or uuid.uuid4().hex
+    request_id = _identifier(pb.request_id, f"{f}request_id") or os.urandom(12).hex()
     modality = enum_value(Modality, pb.modality, f"{f}modality", required=True)
     assert modality is not None
     caps: list[Capability] = []

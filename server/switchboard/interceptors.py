@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -105,7 +105,7 @@ class _Call:
         self.status = "OK"
         self.probe = observer.begin(self.rpc, streaming)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(rpc=self.rpc, request_id=uuid.uuid4().hex, account=_account(request))
+        structlog.contextvars.bind_contextvars(rpc=self.rpc, request_id=os.urandom(12).hex(), account=_account(request))
         if key := _KEY_NAME.get():
             structlog.contextvars.bind_contextvars(api_key=key)
 

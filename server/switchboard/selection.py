@@ -143,6 +143,8 @@ class _Static:
 
     candidates: tuple[Model, ...]
     excluded: dict[str, NotChosen]
+    flat_costs: tuple[int, ...] | None = None
+    """Each candidate's price when none charges per token (the same for every request)."""
 
 
 class Selector:
@@ -231,10 +233,8 @@ class Selector:
         if not static.candidates:
             raise self._no_capable_model(req)
         reasons: list[NotChosenReason | None] = []
-        costs: list[int] = []
-        for model in static.candidates:
-            cost = self.estimate(model, request)
-            costs.append(cost)
+        costs = static.flat_costs or tuple(self.estimate(m, request) for m in static.candidates)
+        for model, cost in zip(static.candidates, costs, strict=True):
             if not health.is_available(model.id):
                 reasons.append(NotChosenReason.UNAVAILABLE)
             elif request.max_credits is not None and cost > request.max_credits:
@@ -243,7 +243,7 @@ class Selector:
                 reasons.append(NotChosenReason.CANNOT_AFFORD)
             else:
                 reasons.append(None)
-        key = (plan.id, req, start, tuple(reasons), tuple(costs), request.max_credits, account.balance)
+        key = (plan.id, req, start, tuple(reasons), costs, request.max_credits, account.balance)
         decision = self._decisions.get(key)
         if decision is None:
             decision = self._assemble(static, reasons, costs, request, account, start)
@@ -325,7 +325,13 @@ class Selector:
             pref = preferred.index(model.id) if model.id in preferred else len(preferred)
             return rank_of_tier[model.tier], pref, catalog_pos[model.id]
 
-        static = _Static(candidates=tuple(sorted(qualified, key=rank)), excluded=excluded)
+        ordered = tuple(sorted(qualified, key=rank))
+        flat = all(not m.price.per_1k_input_tokens and not m.price.per_1k_output_tokens for m in ordered)
+        static = _Static(
+            candidates=ordered,
+            excluded=excluded,
+            flat_costs=tuple(m.price.per_request for m in ordered) if flat and ordered else None,
+        )
         if len(self._static) >= self._CACHE_LIMIT:
             self._static.clear()
         self._static[key] = static
