@@ -309,12 +309,19 @@ async def stream_switchboard(port: int, n: int) -> tuple[list[float], list[float
     return [r[0] * 1000 for r in results if r[0]], [g * 1000 for r in results for g in r[1]], errors
 
 
-def stream_stages(res: Results, port: int, prof: Profile) -> None:
+def stream_stages(res: Results, port: int, null_port: int, prof: Profile) -> None:
     profile = SimulationProfile(
         time_to_first_token_s=prof.ttft_ms / 1000, inter_token_s=prof.inter_token_ms / 1000, tokens=prof.stream_tokens
     )
     for level in prof.stream_levels:
         ttft_d, gaps_d = asyncio.run(stream_direct(SimulatedProvider(profile), level))
+        ttft_n, _, _ = asyncio.run(stream_switchboard(null_port, level))
+        res.add(
+            f"Generate x{level} streams",
+            "null",
+            ttft_p50_ms=round(pct(ttft_n, 50), 3),
+            ttft_p99_ms=round(pct(ttft_n, 99), 3),
+        )
         ttft_s, gaps_s, errors = asyncio.run(stream_switchboard(port, level))
         res.add(
             f"Generate x{level} streams",
@@ -468,7 +475,7 @@ def main() -> int:
             )
             with process(null_cmd, null_port_file, expect_files=args.workers) as null_port:
                 select_stages(res, args.ghz, {"switchboard": sb_port, "null": null_port}, prof)
-            stream_stages(res, sb_port, prof)
+                stream_stages(res, sb_port, null_port, prof)
             generate_ghz(res, args.ghz, sb_port, prof)
             memory_stage(res, sb_port, sb_pid, prof)
     out = Path(args.out)
