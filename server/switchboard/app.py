@@ -13,11 +13,12 @@ from switchboard.catalog import build_catalog, load_config
 from switchboard.convert import Messages
 from switchboard.errors import ConfigError
 from switchboard.generation import Generator
+from switchboard.health import CircuitBreaker
 from switchboard.ledger import AsyncLedger, Ledger
 from switchboard.limiter import LedgerSlots, MemoryLimiter, RedisLimiter, SlotLimiter
-from switchboard.providers import ProviderRegistry
+from switchboard.providers import ProviderRegistry, real_adapters
 from switchboard.providers.simulated import SimulatedProvider
-from switchboard.selection import ALWAYS_AVAILABLE, Selector
+from switchboard.selection import Selector
 from switchboard.settings import Settings
 from switchboard.stores import open_store
 from switchboard.types import Catalog, HealthView, Provider
@@ -57,7 +58,9 @@ class App:
         await self.close()
 
     async def close(self) -> None:
-        """Release the ledger's threads and connections and the limiter's."""
+        """Release the providers' connections, the ledger's threads and connections, and the
+        limiter's."""
+        await self.providers.close()
         await self.limiter.close()
         self.ledger.close()
 
@@ -86,7 +89,13 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     catalog = build_catalog(config, name)
     keys = key_ring(((k.name, k.sha256, k.role) for k in config.api_keys), name)
     simulator = SimulatedProvider(settings.simulation)
-    providers = ProviderRegistry(catalog.models, dict(adapters or {}), simulator if settings.allow_simulated else None)
+    chosen = dict(adapters) if adapters is not None else real_adapters(settings.provider_endpoints)
+    providers = ProviderRegistry(catalog.models, chosen, simulator if settings.allow_simulated else None)
+    health = (
+        reuse.health
+        if reuse is not None and isinstance(reuse.health, CircuitBreaker)
+        else CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+    )
     if reuse is not None:
         ledger, limiter = reuse.ledger, reuse.limiter
     else:
@@ -105,12 +114,12 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         selector=Selector(catalog),
         providers=providers,
         simulator=simulator,
-        generator=Generator(providers),
+        generator=Generator(providers, observer=health),
         ledger=ledger,
         limiter=limiter,
         accounts=accounts,
         billing=Billing(ledger, limiter, billing_settings, accounts),
-        health=ALWAYS_AVAILABLE,
+        health=health,
         messages=Messages(catalog.models),
         keys=keys,
     )

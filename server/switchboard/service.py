@@ -46,6 +46,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         provider = request.provider.strip().lower()
         app = self.app
         listings = []
+        cooldown = getattr(app.health, "cooldown_remaining_ms", None)
         for model in app.catalog.models:
             if modality and model.modality is not modality:
                 continue
@@ -59,6 +60,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
                     model=app.messages.model(model.id),
                     health=router_pb2.MODEL_HEALTH_SERVING if available else router_pb2.MODEL_HEALTH_COOLING_DOWN,
                     simulated=app.providers.is_simulated(model.id),
+                    cooldown_remaining_ms=cooldown(model.id) if cooldown is not None else 0,
                 )
             )
         return router_pb2.ListModelsResponse(models=listings)

@@ -10,6 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchboard.convert import Limits
+from switchboard.errors import ConfigError
+from switchboard.providers import ADAPTERS
+from switchboard.providers.http import Endpoint
 from switchboard.providers.simulated import SimulationProfile
 
 
@@ -38,6 +41,9 @@ class Settings:
     balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
+    provider_endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
     # Operations: TLS, authentication, metrics and transport limits (docs/operations.md).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -100,6 +106,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     )
     parser.add_argument("--max-prompt-chars", type=int, default=env("max-prompt-chars", d.limits.max_prompt_chars))
     add_operations_arguments(parser, env, d)
+    add_provider_arguments(parser, env, environ, d)
     parser.add_argument("--ledger", default=env("ledger", d.ledger), help="sqlite:PATH or postgresql://...")
     parser.add_argument(
         "--limiter",
@@ -179,6 +186,73 @@ def add_operations_arguments(
     )
 
 
+def add_provider_arguments(
+    parser: argparse.ArgumentParser, env: Callable[[str, object], object], environ: Mapping[str, str], d: Settings
+) -> None:
+    """Provider flags. Keys come only from the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+    GEMINI_API_KEY, XAI_API_KEY, OPENAI_COMPAT_API_KEY) or from a secrets file mapping those names
+    to keys; never from the catalog, never from a flag (flags show in process lists)."""
+    for name in ADAPTERS:
+        flag = name.replace("_", "-")
+        parser.add_argument(f"--{flag}-base-url", default=env(f"{flag}-base-url", ""), help=f"{name} API base URL")
+    parser.add_argument(
+        "--provider-keys-file",
+        default=env("provider-keys-file", ""),
+        help="a YAML or JSON file mapping key variable names (e.g. OPENAI_API_KEY) to keys",
+    )
+    parser.add_argument("--provider-connect-timeout", type=float, default=env("provider-connect-timeout", 5.0))
+    parser.add_argument(
+        "--provider-read-timeout",
+        type=float,
+        default=env("provider-read-timeout", 60.0),
+        help="seconds to wait for each piece of a provider's answer",
+    )
+    parser.add_argument(
+        "--breaker-failures",
+        type=int,
+        default=env("breaker-failures", d.breaker_failures),
+        help="consecutive failures that make a model cool down",
+    )
+    parser.add_argument(
+        "--breaker-cooldown",
+        type=float,
+        default=env("breaker-cooldown", d.breaker_cooldown_s),
+        help="seconds a failing model is skipped by automatic selection",
+    )
+    parser.set_defaults(
+        provider_environ={
+            spec.key_env: environ[spec.key_env] for spec in ADAPTERS.values() if environ.get(spec.key_env)
+        }
+    )
+
+
+def provider_endpoints(args: argparse.Namespace) -> dict[str, Endpoint]:
+    """An endpoint for every adapter with a key (or, for openai_compat, a base URL)."""
+    keys: dict[str, str] = dict(getattr(args, "provider_environ", {}) or {})
+    if args.provider_keys_file:
+        import yaml  # noqa: PLC0415
+
+        try:
+            with open(args.provider_keys_file, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"{args.provider_keys_file}: cannot read the provider keys file ({type(exc).__name__})"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.provider_keys_file}: must map key names to keys")
+        keys.update({str(k): str(v) for k, v in loaded.items()})
+    endpoints = {}
+    for name, spec in ADAPTERS.items():
+        base = getattr(args, f"{name}_base_url") or spec.base_url
+        key = keys.get(spec.key_env, "")
+        if base and (key or (name == "openai_compat" and getattr(args, f"{name}_base_url"))):
+            endpoints[name] = Endpoint(
+                base, key, float(args.provider_connect_timeout), float(args.provider_read_timeout)
+            )
+    return endpoints
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The Settings for parsed ``serve`` arguments."""
     return Settings(
@@ -216,6 +290,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         keepalive_timeout_s=float(args.keepalive_timeout),
         keepalive_permit_without_calls=not args.keepalive_require_calls,
         min_ping_interval_s=float(args.min_ping_interval),
+        provider_endpoints=provider_endpoints(args),
+        breaker_failures=int(args.breaker_failures),
+        breaker_cooldown_s=float(args.breaker_cooldown),
     )
 
 

@@ -9,9 +9,46 @@ ListModels, in every decision and in the logs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from switchboard.errors import ConfigError
+from switchboard.providers.http import Endpoint
 from switchboard.types import Model, Provider
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    """A real adapter: its default base URL and the environment variable holding its key."""
+
+    base_url: str
+    key_env: str
+
+
+ADAPTERS: dict[str, AdapterSpec] = {
+    "openai": AdapterSpec("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "xai": AdapterSpec("https://api.x.ai/v1", "XAI_API_KEY"),
+    "anthropic": AdapterSpec("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+    "gemini": AdapterSpec("https://generativelanguage.googleapis.com", "GEMINI_API_KEY"),
+    "openai_compat": AdapterSpec("", "OPENAI_COMPAT_API_KEY"),
+}
+"""Adapters with a real implementation. `openai_compat` is a self-hosted OpenAI-compatible server
+(vLLM, Ollama, llama.cpp): it needs a base URL and may need no key."""
+
+
+def real_adapters(endpoints: Mapping[str, Endpoint]) -> dict[str, Provider]:
+    """One adapter per configured endpoint."""
+    from switchboard.providers.anthropic import AnthropicProvider  # noqa: PLC0415 - avoids an import cycle
+    from switchboard.providers.gemini import GeminiProvider  # noqa: PLC0415
+    from switchboard.providers.openai_compat import OpenAICompatProvider  # noqa: PLC0415
+
+    kinds = {
+        "openai": OpenAICompatProvider,
+        "xai": OpenAICompatProvider,
+        "openai_compat": OpenAICompatProvider,
+        "anthropic": AnthropicProvider,
+        "gemini": GeminiProvider,
+    }
+    return {name: kinds[name](name, endpoint) for name, endpoint in endpoints.items() if name in kinds}
 
 
 class ProviderRegistry:
@@ -26,7 +63,10 @@ class ProviderRegistry:
         self._by_model: dict[str, Provider] = {}
         missing: list[str] = []
         for model in models:
-            provider = adapters.get(model.adapter) or simulated
+            provider = adapters.get(model.adapter)
+            supports = getattr(provider, "supports", None)
+            if provider is None or (supports is not None and not supports(model)):
+                provider = simulated  # no credentials, or a modality the adapter does not serve yet
             if provider is None:
                 missing.append(f"{model.id} (adapter {model.adapter!r})")
                 continue
@@ -37,6 +77,13 @@ class ProviderRegistry:
     def for_model(self, model: Model) -> Provider:
         """The provider that serves ``model``."""
         return self._by_model[model.id]
+
+    async def close(self) -> None:
+        """Close every adapter's connections."""
+        for provider in {id(p): p for p in self._by_model.values()}.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                await close()
 
     def is_simulated(self, model_id: str) -> bool:
         """True when the simulated provider serves the model."""
