@@ -10,18 +10,22 @@ from dataclasses import replace
 import grpc
 import pytest
 from conftest import ServerFactory
-from fakes import TOKENS, FakeProvider
+from fakes import TOKENS, FakeFal, FakeProvider
 from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
 from switchboard.errors import ProviderError
 from switchboard.health import CircuitBreaker
+from switchboard.providers import real_adapters
 from switchboard.providers.anthropic import AnthropicProvider
 from switchboard.providers.base import HttpProvider
+from switchboard.providers.fal import FalProvider
 from switchboard.providers.gemini import GeminiProvider
 from switchboard.providers.http import Endpoint
 from switchboard.providers.openai_compat import OpenAICompatProvider
+from switchboard.providers.openai_media import OpenAIProvider
 from switchboard.selection import derive_requirements
 from switchboard.types import (
+    Artifact,
     Finished,
     FinishReason,
     GenerationRequest,
@@ -244,3 +248,99 @@ class TestFallbackOverTheWire:
 
 
 assert grpc is not None
+
+
+class TestMedia:
+    """Image, speech and video through OpenAI's media endpoints and fal's queue."""
+
+    async def test_openai_image_and_speech(self) -> None:
+        """An image comes back as PNG bytes with the provider's usage; speech as audio bytes."""
+        fake = FakeProvider("openai")
+        base = await fake.start()
+        adapter = OpenAIProvider("openai", Endpoint(base, SECRET))
+        try:
+            catalog = load_catalog(None)
+            image, speech = catalog.model("openai/gpt-image-2"), catalog.model("tts-1-hd")
+            assert image is not None
+            assert speech is not None
+            events, error = await run(adapter, image)
+            assert error is None
+            assert isinstance(events[0], Artifact)
+            assert events[0].data.startswith(b"\x89PNG")
+            assert events[-1].usage.input_tokens == 9  # type: ignore[union-attr]
+            assert fake.requests[-1][2]["model"] == "gpt-image-2"
+            events, error = await run(adapter, speech)
+            assert error is None
+            assert isinstance(events[0], Artifact)
+            assert events[0].mime_type == "audio/wav"
+            assert fake.requests[-1][0] == "/v1/audio/speech"
+            fake.scenario = "429"
+            _, error = await run(adapter, image)
+            assert error is not None
+            assert error.reason == "PROVIDER_RATE_LIMITED"
+        finally:
+            await adapter.close()
+            await fake.stop()
+
+    @pytest.mark.parametrize(
+        ("model_id", "mime"),
+        [
+            ("fal-ai/gemini-3-pro-image-preview", "image/png"),
+            ("fal-ai/veo3.1/fast", "video/mp4"),
+            ("bytedance/seedance-2.0", "video/mp4"),
+            ("fal-ai/elevenlabs/tts/eleven-v3", "audio/mpeg"),
+        ],
+    )
+    async def test_fal_queue(self, model_id: str, mime: str) -> None:
+        """Submit, poll until COMPLETED, read the output URL."""
+        fal = FakeFal()
+        base = await fal.start()
+        adapter = FalProvider("fal", Endpoint(base, SECRET), poll_s=0.01)
+        try:
+            model = load_catalog(None).model(model_id)
+            assert model is not None
+            events, error = await run(adapter, model)
+            assert error is None
+            assert isinstance(events[0], Artifact)
+            assert (events[0].mime_type, events[0].uri.startswith("https://fal.media/")) == (mime, True)
+            assert fal.calls == [f"POST {model_id} Key"]
+            assert not fal.cancelled.is_set()
+        finally:
+            await adapter.close()
+            await fal.stop()
+
+    async def test_fal_failures_and_cancel(self) -> None:
+        """A 429 at submission is retryable; a 500 on the result too; cancelling while queued cancels the job."""
+        fal = FakeFal()
+        base = await fal.start()
+        adapter = FalProvider("fal", Endpoint(base, SECRET), poll_s=0.01)
+        model = load_catalog(None).model("fal-ai/veo3.1")
+        assert model is not None
+        try:
+            fal.scenario = "429"
+            _, error = await run(adapter, model)
+            assert error is not None
+            assert (error.reason, error.retryable) == ("PROVIDER_RATE_LIMITED", True)
+            fal.scenario = "500"
+            _, error = await run(adapter, model)
+            assert error is not None
+            assert error.reason == "PROVIDER_OVERLOADED"
+            fal.scenario = "forever"
+            task = asyncio.create_task(run(adapter, model))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(fal.cancelled.wait(), timeout=3)
+        finally:
+            await adapter.close()
+            await fal.stop()
+
+    async def test_every_model_has_a_real_adapter_but_one(self, start_server: ServerFactory) -> None:
+        """With every key configured, only xAI's video model stays simulated."""
+        endpoints = {
+            name: Endpoint("http://127.0.0.1:9", SECRET) for name in ("openai", "xai", "anthropic", "gemini", "fal")
+        }
+        _, stub = await start_server(adapters=real_adapters(endpoints))
+        listing = (await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)).models
+        assert [m.model.id for m in listing if m.simulated] == ["xai/grok-imagine-video"]

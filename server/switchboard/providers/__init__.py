@@ -30,6 +30,7 @@ ADAPTERS: dict[str, AdapterSpec] = {
     "anthropic": AdapterSpec("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
     "gemini": AdapterSpec("https://generativelanguage.googleapis.com", "GEMINI_API_KEY"),
     "openai_compat": AdapterSpec("", "OPENAI_COMPAT_API_KEY"),
+    "fal": AdapterSpec("https://queue.fal.run", "FAL_KEY"),
 }
 """Adapters with a real implementation. `openai_compat` is a self-hosted OpenAI-compatible server
 (vLLM, Ollama, llama.cpp): it needs a base URL and may need no key."""
@@ -38,17 +39,26 @@ ADAPTERS: dict[str, AdapterSpec] = {
 def real_adapters(endpoints: Mapping[str, Endpoint]) -> dict[str, Provider]:
     """One adapter per configured endpoint."""
     from switchboard.providers.anthropic import AnthropicProvider  # noqa: PLC0415 - avoids an import cycle
+    from switchboard.providers.fal import FalProvider  # noqa: PLC0415
     from switchboard.providers.gemini import GeminiProvider  # noqa: PLC0415
     from switchboard.providers.openai_compat import OpenAICompatProvider  # noqa: PLC0415
+    from switchboard.providers.openai_media import OpenAIProvider  # noqa: PLC0415
 
-    kinds = {
-        "openai": OpenAICompatProvider,
-        "xai": OpenAICompatProvider,
-        "openai_compat": OpenAICompatProvider,
-        "anthropic": AnthropicProvider,
-        "gemini": GeminiProvider,
-    }
-    return {name: kinds[name](name, endpoint) for name, endpoint in endpoints.items() if name in kinds}
+    made: dict[str, Provider] = {}
+    for name, endpoint in endpoints.items():
+        if name == "openai":
+            made[name] = OpenAIProvider(name, endpoint)
+        elif name == "xai":
+            made[name] = OpenAIProvider(name, endpoint, speech=False)  # xAI: text and images
+        elif name == "openai_compat":
+            made[name] = OpenAICompatProvider(name, endpoint)
+        elif name == "anthropic":
+            made[name] = AnthropicProvider(name, endpoint)
+        elif name == "gemini":
+            made[name] = GeminiProvider(name, endpoint)
+        elif name == "fal":
+            made[name] = FalProvider(name, endpoint)
+    return made
 
 
 class ProviderRegistry:

@@ -1,0 +1,93 @@
+"""OpenAI's media endpoints, non-streaming: `POST {base}/images/generations` (answers
+`data[].b64_json` or `data[].url`, with `usage`) and `POST {base}/audio/speech` (answers the audio
+bytes). xAI serves the same images API for its image model."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from switchboard.providers.http import Endpoint, bad_response, from_exception, from_status
+from switchboard.providers.openai_compat import OpenAICompatProvider
+from switchboard.providers.simulated import estimate_tokens, request_text
+from switchboard.types import (
+    Artifact,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Modality,
+    Model,
+    ProviderEvent,
+    Usage,
+)
+
+
+class OpenAIProvider(OpenAICompatProvider):
+    """Text through Chat Completions streaming, images through the images API and, where
+    ``speech`` is on, speech through the audio API."""
+
+    def __init__(self, name: str, endpoint: Endpoint, *, speech: bool = True) -> None:
+        super().__init__(name, endpoint)
+        self.modalities = frozenset({Modality.TEXT, Modality.IMAGE} | ({Modality.SPEECH} if speech else set()))
+
+    async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream text; for images and speech, one artifact and the finish."""
+        if model.modality is Modality.TEXT:
+            async for event in super().stream(model, request):
+                yield event
+            return
+        text = request_text(request)
+        headers = {"authorization": f"Bearer {self.endpoint.api_key}"}
+        try:
+            if model.modality is Modality.IMAGE:
+                body: dict[str, Any] = {"model": model.upstream_model, "prompt": text, "n": 1}
+                response = await self._client.post("/images/generations", headers=headers, json=body)
+                self._check(response)
+                yield self._image(response.json())
+                usage = response.json().get("usage") or {}
+                yield Finished(
+                    FinishReason.STOP,
+                    Usage(int(usage.get("input_tokens", estimate_tokens(text))), int(usage.get("output_tokens", 0))),
+                )
+                return
+            body = {
+                "model": model.upstream_model,
+                "input": text,
+                "voice": request.options.voice or "alloy",
+                "response_format": "wav",
+            }
+            response = await self._client.post("/audio/speech", headers=headers, json=body)
+            self._check(response)
+            if not response.content:
+                raise bad_response(self.name, "empty audio")
+            yield Artifact(response.headers.get("content-type", "audio/wav").split(";")[0], data=response.content)
+            yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
+        except httpx.HTTPError as exc:
+            raise from_exception(exc, self.name) from None
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise from_status(
+                response.status_code,
+                response.text,
+                response.headers.get("retry-after"),
+                self.name,
+                self.endpoint.api_key,
+            )
+
+    def _image(self, payload: Any) -> Artifact:
+        try:
+            first = payload["data"][0]
+        except (KeyError, IndexError, TypeError):
+            raise bad_response(self.name, "an images answer without data") from None
+        if first.get("b64_json"):
+            try:
+                return Artifact("image/png", data=base64.b64decode(first["b64_json"], validate=True))
+            except ValueError:
+                raise bad_response(self.name, "an image that is not base64") from None
+        if first.get("url"):
+            return Artifact("image/png", uri=str(first["url"]))
+        raise bad_response(self.name, "an image without b64_json or url")
