@@ -11,6 +11,7 @@ import grpc
 import pytest
 from conftest import ServerFactory
 from fakes import TOKENS, FakeFal, FakeProvider
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
 from switchboard.errors import ProviderError
@@ -232,6 +233,12 @@ class TestFallbackOverTheWire:
             skipped = next(n for n in decision.not_chosen if n.model_id == "gemini-3.1-flash-lite")
             assert skipped.reason == router_pb2.NOT_CHOSEN_REASON_UNAVAILABLE
             assert len(fake.requests) == 3
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for model_id, want in (("gemini-3.1-flash-lite", "NOT_SERVING"), ("gpt-5.4-nano", "SERVING")):
+                    check = health_pb2.HealthCheckRequest(service=f"switchboard.model/{model_id}")
+                    got = (await health.Check(check, timeout=5)).status
+                    assert health_pb2.HealthCheckResponse.ServingStatus.Name(got) == want
             await handle.app.providers.close()
         finally:
             await fake.stop()
@@ -245,9 +252,6 @@ class TestFallbackOverTheWire:
         assert listing["openai/gpt-image-2"].simulated
         assert listing["tts-1-hd"].simulated
         await adapter.close()
-
-
-assert grpc is not None
 
 
 class TestMedia:

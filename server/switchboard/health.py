@@ -34,6 +34,8 @@ class CircuitBreaker:
     def __init__(
         self, threshold: int = 3, cooldown_s: float = 30.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        self.on_change: Callable[[str, bool], None] | None = None
+        """Told (model id, serving) when a cool-down starts and when a model succeeds again."""
         self.threshold = max(1, threshold)
         self.cooldown_s = cooldown_s
         self.clock = clock
@@ -51,6 +53,8 @@ class CircuitBreaker:
         state = self._states.pop(model_id, None)
         if state is not None and state.failures >= self.threshold:
             log.info("model_recovered", model=model_id)
+            if self.on_change is not None:
+                self.on_change(model_id, True)
 
     def record_failure(self, model_id: str) -> None:
         """A call failed with a provider error."""
@@ -60,6 +64,8 @@ class CircuitBreaker:
             state.open_until = self.clock() + self.cooldown_s
             self.cooldowns += 1
             log.warning("model_cooling_down", model=model_id, failures=state.failures, cooldown_s=self.cooldown_s)
+            if self.on_change is not None:
+                self.on_change(model_id, False)
 
     def cooldown_remaining_ms(self, model_id: str) -> int:
         """Milliseconds until the model is tried again; 0 when it is available."""

@@ -25,6 +25,7 @@ from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
+from switchboard.health import CircuitBreaker
 from switchboard.interceptors import AuthInterceptor, RpcInterceptor
 from switchboard.logs import configure_logging
 from switchboard.metrics import Metrics
@@ -156,6 +157,29 @@ class ServerHandle:
         await self.app.shutdown()
 
 
+MODEL_HEALTH_PREFIX = "switchboard.model/"
+"""Health-service names of the models: ``switchboard.model/<model id>``."""
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> None:
+    """Publish every model as SERVING, then follow the circuit breaker: NOT_SERVING from the start
+    of a cool-down until the model next succeeds."""
+    for model in app.catalog.models:
+        await servicer.set(MODEL_HEALTH_PREFIX + model.id, health_pb2.HealthCheckResponse.SERVING)
+    if not isinstance(app.health, CircuitBreaker):
+        return
+    loop = asyncio.get_running_loop()
+
+    def changed(model_id: str, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        task = loop.create_task(servicer.set(MODEL_HEALTH_PREFIX + model_id, status))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    app.health.on_change = changed
+
+
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
     """Build the app from ``settings`` (or use ``app``), bind, start and return the server
     (port 0 picks a port)."""
@@ -188,6 +212,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await report_model_health(app, health_servicer)
     sweeper = asyncio.create_task(sweep_forever(app.ledger, settings.sweep_interval_s))
     handle = ServerHandle(
         server=server,

@@ -49,7 +49,8 @@ def make_client(endpoint: Endpoint) -> httpx.AsyncClient:
         connect=endpoint.connect_timeout_s, read=endpoint.read_timeout_s, write=10.0, pool=endpoint.connect_timeout_s
     )
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=60)
-    return httpx.AsyncClient(base_url=endpoint.base_url, timeout=timeout, limits=limits)
+    # HTTP/2 where the provider offers it (negotiated over TLS); HTTP/1.1 keep-alive otherwise.
+    return httpx.AsyncClient(base_url=endpoint.base_url, timeout=timeout, limits=limits, http2=True)
 
 
 def redact(text: str, secret: str) -> str:
