@@ -153,6 +153,14 @@ class Store(Protocol):
         ...
 
 
+def _insufficient(balance: int, credits: int) -> ExhaustedError:
+    return ExhaustedError(
+        "INSUFFICIENT_CREDITS",
+        f"the balance of {balance} credits does not cover {credits} credits",
+        {"balance": str(balance), "cheapest_price": str(credits)},
+    )
+
+
 def month_bounds(when: datetime) -> tuple[int, int]:
     """Unix seconds of the start of ``when``'s calendar month (UTC) and of the next one."""
     start = datetime(when.year, when.month, 1, tzinfo=UTC)
@@ -273,11 +281,7 @@ class Ledger:
                     {"request_id": request_id},
                 )
             if credits > record.balance:
-                raise ExhaustedError(
-                    "INSUFFICIENT_CREDITS",
-                    f"the balance of {record.balance} credits does not cover {credits} credits",
-                    {"balance": str(record.balance), "cheapest_price": str(credits)},
-                )
+                raise _insufficient(record.balance, credits)
             from_allowance = min(record.allowance, credits)
             from_topup = credits - from_allowance
             tx.run(
@@ -305,11 +309,7 @@ class Ledger:
             if hold is None:
                 raise PreconditionError("HOLD_NOT_OPEN", f"request {request_id!r} holds nothing", {})
             if credits > record.balance:
-                raise ExhaustedError(
-                    "INSUFFICIENT_CREDITS",
-                    f"the balance of {record.balance} credits does not cover {credits} more credits",
-                    {"balance": str(record.balance), "cheapest_price": str(credits)},
-                )
+                raise _insufficient(record.balance, credits)
             a = min(record.allowance, credits)
             t = credits - a
             if hold[2] != record.period_start:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from switchboard.providers.base import HttpProvider
-from switchboard.providers.http import Endpoint, bad_response, from_exception, from_status
+from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
 from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import Artifact, Finished, FinishReason, GenerationRequest, Modality, Model, ProviderEvent, Usage
 
@@ -81,14 +81,7 @@ class FalProvider(HttpProvider):
         yield Finished(FinishReason.STOP, Usage(estimate_tokens(request_text(request)), 0))
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
-        if response.status_code >= 400:
-            raise from_status(
-                response.status_code,
-                response.text,
-                response.headers.get("retry-after"),
-                self.name,
-                self.endpoint.api_key,
-            )
+        check_status(response, self.name, self.endpoint.api_key)
         try:
             data = response.json()
         except ValueError:

@@ -93,6 +93,12 @@ def from_status(status: int, body: str, retry_after: str | None, provider: str, 
     )
 
 
+def check_status(response: httpx.Response, provider: str, secret: str) -> None:
+    """Raise the classified error when a non-streaming answer failed."""
+    if response.status_code >= 400:
+        raise from_status(response.status_code, response.text, response.headers.get("retry-after"), provider, secret)
+
+
 def from_exception(exc: httpx.HTTPError, provider: str) -> ProviderError:
     """The error for a transport failure."""
     if isinstance(exc, httpx.TimeoutException):

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from switchboard.providers.http import Endpoint, bad_response, from_exception, from_status
+from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
 from switchboard.providers.openai_compat import OpenAICompatProvider
 from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import (
@@ -45,7 +45,7 @@ class OpenAIProvider(OpenAICompatProvider):
             if model.modality is Modality.IMAGE:
                 body: dict[str, Any] = {"model": model.upstream_model, "prompt": text, "n": 1}
                 response = await self._client.post("/images/generations", headers=headers, json=body)
-                self._check(response)
+                check_status(response, self.name, self.endpoint.api_key)
                 yield self._image(response.json())
                 usage = response.json().get("usage") or {}
                 yield Finished(
@@ -60,23 +60,13 @@ class OpenAIProvider(OpenAICompatProvider):
                 "response_format": "wav",
             }
             response = await self._client.post("/audio/speech", headers=headers, json=body)
-            self._check(response)
+            check_status(response, self.name, self.endpoint.api_key)
             if not response.content:
                 raise bad_response(self.name, "empty audio")
             yield Artifact(response.headers.get("content-type", "audio/wav").split(";")[0], data=response.content)
             yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
         except httpx.HTTPError as exc:
             raise from_exception(exc, self.name) from None
-
-    def _check(self, response: httpx.Response) -> None:
-        if response.status_code >= 400:
-            raise from_status(
-                response.status_code,
-                response.text,
-                response.headers.get("retry-after"),
-                self.name,
-                self.endpoint.api_key,
-            )
 
     def _image(self, payload: Any) -> Artifact:
         try:
