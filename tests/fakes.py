@@ -146,8 +146,22 @@ class FakeProvider:
         self.echo_key = ""
         self._runner: web.AppRunner | None = None
 
+    async def video_status(self, request: web.Request) -> web.Response:
+        """xAI's video job: pending on the first poll, then done with the video's URL."""
+        self.polls = getattr(self, "polls", 0) + 1
+        if self.polls < 2:
+            return web.json_response({"status": "pending"})
+        return web.json_response(
+            {
+                "status": "done",
+                "model": "grok-imagine-video",
+                "video": {"url": "https://vidgen.example/v.mp4", "duration": 6},
+            }
+        )
+
     async def start(self) -> str:
         app = web.Application()
+        app.router.add_get("/{prefix:.*}/videos/{rid}", self.video_status)
         app.router.add_post("/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -163,7 +177,7 @@ class FakeProvider:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.path_qs, dict(request.headers), await request.json()))
         sc = self.scenario
-        if request.path.endswith(("/images/generations", "/audio/speech")):
+        if request.path.endswith(("/images/generations", "/audio/speech", "/videos/generations")):
             return self.media(request.path)
         if sc == "429":
             return web.json_response(
@@ -214,6 +228,8 @@ class FakeProvider:
             )
         if self.scenario == "500":
             return web.json_response(error_body("openai", 500, "The server had an error"), status=500)
+        if path.endswith("/videos/generations"):
+            return web.json_response({"request_id": "vid-1"})
         if path.endswith("/images/generations"):
             return web.json_response(
                 {

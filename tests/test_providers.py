@@ -340,11 +340,28 @@ class TestMedia:
             await adapter.close()
             await fal.stop()
 
-    async def test_every_model_has_a_real_adapter_but_one(self, start_server: ServerFactory) -> None:
-        """With every key configured, only xAI's video model stays simulated."""
+    async def test_xai_video(self) -> None:
+        """xAI video: submit, poll until done, answer the video's URL."""
+        fake = FakeProvider("openai")
+        base = await fake.start()
+        adapter = OpenAIProvider("xai", Endpoint(base, SECRET), speech=False, video=True, poll_s=0.01)
+        try:
+            model = load_catalog(None).model("xai/grok-imagine-video")
+            assert model is not None
+            events, error = await run(adapter, model)
+            assert error is None
+            assert isinstance(events[0], Artifact)
+            assert (events[0].mime_type, events[0].uri) == ("video/mp4", "https://vidgen.example/v.mp4")
+            assert fake.requests[-1][2] == {"model": "grok-imagine-video", "prompt": "Say hello"}
+        finally:
+            await adapter.close()
+            await fake.stop()
+
+    async def test_every_model_has_a_real_adapter(self, start_server: ServerFactory) -> None:
+        """With every key configured, no catalog model is simulated."""
         endpoints = {
             name: Endpoint("http://127.0.0.1:9", SECRET) for name in ("openai", "xai", "anthropic", "gemini", "fal")
         }
         _, stub = await start_server(adapters=real_adapters(endpoints))
         listing = (await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)).models
-        assert [m.model.id for m in listing if m.simulated] == ["xai/grok-imagine-video"]
+        assert [m.model.id for m in listing if m.simulated] == []

@@ -1,15 +1,19 @@
 """OpenAI's media endpoints, non-streaming: `POST {base}/images/generations` (answers
 `data[].b64_json` or `data[].url`, with `usage`) and `POST {base}/audio/speech` (answers the audio
-bytes). xAI serves the same images API for its image model."""
+bytes). xAI serves the same images API for its image model, and video generation as
+`POST {base}/videos/generations` (answers `request_id`) polled with `GET {base}/videos/{id}`
+until `status` is `done` (then `video.url`)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from switchboard.errors import ProviderError
 from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
 from switchboard.providers.openai_compat import OpenAICompatProvider
 from switchboard.providers.simulated import estimate_tokens, request_text
@@ -29,9 +33,13 @@ class OpenAIProvider(OpenAICompatProvider):
     """Text through Chat Completions streaming, images through the images API and, where
     ``speech`` is on, speech through the audio API."""
 
-    def __init__(self, name: str, endpoint: Endpoint, *, speech: bool = True) -> None:
+    def __init__(
+        self, name: str, endpoint: Endpoint, *, speech: bool = True, video: bool = False, poll_s: float = 1.0
+    ) -> None:
         super().__init__(name, endpoint)
-        self.modalities = frozenset({Modality.TEXT, Modality.IMAGE} | ({Modality.SPEECH} if speech else set()))
+        extra = ({Modality.SPEECH} if speech else set()) | ({Modality.VIDEO} if video else set())
+        self.modalities = frozenset({Modality.TEXT, Modality.IMAGE} | extra)
+        self.poll_s = poll_s
 
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Stream text; for images and speech, one artifact and the finish."""
@@ -53,6 +61,10 @@ class OpenAIProvider(OpenAICompatProvider):
                     Usage(int(usage.get("input_tokens", estimate_tokens(text))), int(usage.get("output_tokens", 0))),
                 )
                 return
+            if model.modality is Modality.VIDEO:
+                yield await self._video(model, text, headers)
+                yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
+                return
             body = {
                 "model": model.upstream_model,
                 "input": text,
@@ -67,6 +79,30 @@ class OpenAIProvider(OpenAICompatProvider):
             yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
         except httpx.HTTPError as exc:
             raise from_exception(exc, self.name) from None
+
+    async def _video(self, model: Model, text: str, headers: dict[str, str]) -> Artifact:
+        submitted = await self._client.post(
+            "/videos/generations", headers=headers, json={"model": model.upstream_model, "prompt": text}
+        )
+        check_status(submitted, self.name, self.endpoint.api_key)
+        request_id = str((submitted.json() or {}).get("request_id", ""))
+        if not request_id:
+            raise bad_response(self.name, "a video answer without request_id")
+        while True:
+            polled = await self._client.get(f"/videos/{request_id}", headers=headers)
+            check_status(polled, self.name, self.endpoint.api_key)
+            job = polled.json()
+            status = str(job.get("status", ""))
+            if status == "done":
+                url = (job.get("video") or {}).get("url")
+                if not url:
+                    raise bad_response(self.name, "a finished video without a URL")
+                return Artifact("video/mp4", uri=str(url))
+            if status not in ("pending", "processing", "in_progress"):
+                raise ProviderError(
+                    "PROVIDER_GENERATION_FAILED", f"{self.name} video job ended {status!r}", retryable=True
+                )
+            await asyncio.sleep(self.poll_s)
 
     def _image(self, payload: Any) -> Artifact:
         try:
