@@ -27,6 +27,7 @@ from switchboard.providers.openai_media import OpenAIProvider
 from switchboard.selection import derive_requirements
 from switchboard.types import (
     Artifact,
+    Attachment,
     Finished,
     FinishReason,
     GenerationRequest,
@@ -278,6 +279,11 @@ class TestMedia:
             assert isinstance(events[0], Artifact)
             assert events[0].mime_type == "audio/wav"
             assert fake.requests[-1][0] == "/v1/audio/speech"
+            editing = replace(REQUEST, attachments=(Attachment("image/png", uri="https://x.example/a.png"),))
+            with pytest.raises(ProviderError) as refused:
+                async for _ in adapter.stream(image, editing):
+                    pass
+            assert (refused.value.reason, refused.value.retryable) == ("PROVIDER_UNSUPPORTED_INPUT", True)
             fake.scenario = "429"
             _, error = await run(adapter, image)
             assert error is not None

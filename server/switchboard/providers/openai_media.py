@@ -48,6 +48,14 @@ class OpenAIProvider(OpenAICompatProvider):
                 yield event
             return
         text = request_text(request)
+        if request.attachments:
+            # Editing and image-to-video are not wired for these endpoints: refuse rather than
+            # ignore the files; automatic selection falls back to a model that takes them.
+            raise ProviderError(
+                "PROVIDER_UNSUPPORTED_INPUT",
+                f"{self.name} {model.modality.name.lower()} calls with attachments are not supported by this adapter",
+                retryable=True,
+            )
         headers = {"authorization": f"Bearer {self.endpoint.api_key}"}
         try:
             if model.modality is Modality.IMAGE:
