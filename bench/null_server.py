@@ -4,6 +4,10 @@ It speaks the same protos, registers reflection like Switchboard, and starts the
 (``--workers`` processes sharing the port), so Switchboard's figures can be read as a ratio to
 what grpc.aio itself allows on the machine. The SelectModel response is the very decision
 Switchboard returns for the benchmark request, so both put the same bytes on the wire.
+
+With ``--sim-ttft-ms``/``--sim-inter-token-ms``/``--sim-tokens`` its Generate streams the
+simulated provider's output instead of constant frames: the provider behind bare gRPC, the
+baseline that isolates what Switchboard itself adds to a stream.
 """
 
 from __future__ import annotations
@@ -17,10 +21,20 @@ from pathlib import Path
 
 import grpc
 from switchboard.app import build_app
+from switchboard.catalog import load_catalog
 from switchboard.convert import generation_request
+from switchboard.providers.simulated import SimulatedProvider, SimulationProfile
 from switchboard.reflection import enable_reflection
+from switchboard.selection import derive_requirements
 from switchboard.settings import Settings
-from switchboard.types import AccountState
+from switchboard.types import (
+    AccountState,
+    GenerationOptions,
+    GenerationRequest,
+    Modality,
+    SelectionRequest,
+    TextChunk,
+)
 from switchboard.v1 import router_pb2, router_pb2_grpc
 
 
@@ -36,7 +50,9 @@ def constant_decision() -> router_pb2.SelectModelResponse:
 class NullRouter(router_pb2_grpc.RouterServiceServicer):
     """Constant answers, no work."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: SimulatedProvider | None = None) -> None:
+        self.provider = provider
+        self.model = load_catalog(None).models[0]
         self.select = constant_decision()
         self.listing = router_pb2.ListModelsResponse()
         self.frames = [
@@ -51,14 +67,27 @@ class NullRouter(router_pb2_grpc.RouterServiceServicer):
     async def SelectModel(self, request: object, context: object) -> router_pb2.SelectModelResponse:
         return self.select
 
-    async def Generate(self, request: object, context: object):  # type: ignore[no-untyped-def]
-        for frame in self.frames:
-            yield frame
+    async def Generate(self, request: router_pb2.GenerateRequest, context: object):  # type: ignore[no-untyped-def]
+        if self.provider is None:
+            for frame in self.frames:
+                yield frame
+            return
+        yield self.frames[0]
+        gen = GenerationRequest(
+            request_id=request.request_id,
+            selection=SelectionRequest(request.account_id, derive_requirements(Modality.TEXT)),
+            prompt=request.prompt,
+            options=GenerationOptions(),
+        )
+        async for event in self.provider.stream(self.model, gen):
+            if isinstance(event, TextChunk):
+                yield router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=event.text))
+        yield self.frames[-1]
 
 
-async def serve(listen: str, port_file: str | None) -> None:
+async def serve(listen: str, port_file: str | None, sim: SimulationProfile | None) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    router_pb2_grpc.add_RouterServiceServicer_to_server(NullRouter(), server)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(NullRouter(SimulatedProvider(sim) if sim else None), server)
     enable_reflection((router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,), server)
     port = server.add_insecure_port(listen)
     await server.start()
@@ -77,14 +106,26 @@ def main() -> None:
     parser.add_argument("--listen", required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--port-file")
-    args = parser.parse_args()
+    parser.add_argument("--sim-ttft-ms", type=float)
+    parser.add_argument("--sim-inter-token-ms", type=float, default=20.0)
+    parser.add_argument("--sim-tokens", type=int, default=100)
+    args, _ = parser.parse_known_args()
+    sim = None
+    if args.sim_ttft_ms is not None:
+        sim = SimulationProfile(
+            time_to_first_token_s=args.sim_ttft_ms / 1000,
+            inter_token_s=args.sim_inter_token_ms / 1000,
+            tokens=args.sim_tokens,
+        )
     if args.workers <= 1:
-        asyncio.run(serve(args.listen, args.port_file))
+        asyncio.run(serve(args.listen, args.port_file, sim))
         return
     if args.listen.endswith(":0"):
         parser.error("several workers need a fixed port")
     children = [
-        subprocess.Popen([sys.executable, __file__, "--listen", args.listen, "--port-file", f"{args.port_file}.{i}"])
+        subprocess.Popen(
+            [sys.executable, __file__, *sys.argv[1:], "--workers", "1", "--port-file", f"{args.port_file}.{i}"]
+        )
         for i in range(args.workers)
     ]
 

@@ -41,6 +41,7 @@ from switchboard.types import (
     GenerationOptions,
     GenerationRequest,
     Modality,
+    Model,
     SelectionRequest,
     TextChunk,
     Tier,
@@ -64,10 +65,12 @@ class Profile:
     ttft_ms: int
     decisions: int
     memory_streams: int
+    single_ttft_streams: int  # one stream at a time, cancelled after its first token
+    single_gap_streams: int  # one stream at a time, read to the end
 
 
-FULL = Profile(30_000, (500, 1000, 2000), 5.0, (1, 64, 256), 100, 20, 50, 50_000, 256)
-SMOKE = Profile(300, (100,), 1.0, (1, 4), 5, 5, 5, 2_000, 8)
+FULL = Profile(30_000, (500, 1000, 2000), 5.0, (64, 256), 100, 20, 50, 50_000, 256, 300, 12)
+SMOKE = Profile(300, (100,), 1.0, (4,), 5, 5, 5, 2_000, 8, 5, 2)
 
 
 @dataclass
@@ -239,7 +242,8 @@ def generate_ghz(res: Results, binary: str, port: int, prof: Profile) -> None:
 # ------------------------------------------------------------- Generate client
 
 
-async def stream_direct(provider: SimulatedProvider, n: int) -> tuple[list[float], list[float]]:
+def _direct_request() -> tuple[Model, GenerationRequest]:
+    """The text model and request the in-process provider calls use."""
     model = load_catalog(None).models[0]
     req = GenerationRequest(
         request_id="d",
@@ -247,6 +251,11 @@ async def stream_direct(provider: SimulatedProvider, n: int) -> tuple[list[float
         prompt="Tell me a story",
         options=GenerationOptions(),
     )
+    return model, req
+
+
+async def stream_direct(provider: SimulatedProvider, n: int) -> tuple[list[float], list[float]]:
+    model, req = _direct_request()
 
     async def one() -> tuple[float, list[float]]:
         start = time.perf_counter()
@@ -265,6 +274,65 @@ async def stream_direct(provider: SimulatedProvider, n: int) -> tuple[list[float
 
     results = await asyncio.gather(*(one() for _ in range(n)))
     return [r[0] * 1000 for r in results], [g * 1000 for r in results for g in r[1]]
+
+
+async def single_direct(provider: SimulatedProvider, ttft_n: int, gap_n: int) -> tuple[list[float], list[float]]:
+    """One stream at a time: ``ttft_n`` streams closed after their first token, then ``gap_n``
+    streams read to the end."""
+    model, req = _direct_request()
+    ttft: list[float] = []
+    for _ in range(ttft_n):
+        start = time.perf_counter()
+        stream = provider.stream(model, req)
+        async for ev in stream:
+            if isinstance(ev, TextChunk):
+                ttft.append((time.perf_counter() - start) * 1000)
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+    gaps: list[float] = []
+    for _ in range(gap_n):
+        _, g = await stream_direct(provider, 1)
+        gaps += g
+    return ttft, gaps
+
+
+async def single_switchboard(port: int, ttft_n: int, gap_n: int) -> tuple[list[float], list[float], int]:
+    """The same as ``single_direct`` through a server, over one channel."""
+    errors = 0
+    ttft: list[float] = []
+    gaps: list[float] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        await create_accounts(stub, "single", 1)
+        await channel.channel_ready()
+        for i in range(ttft_n + gap_n):
+            req = router_pb2.GenerateRequest(
+                account_id="single-0",
+                request_id=uuid.uuid4().hex,
+                modality=catalog_pb2.MODALITY_TEXT,
+                prompt="Tell me a story",
+            )
+            whole = i >= ttft_n
+            start = last = time.perf_counter()
+            first = True
+            call = stub.Generate(req, timeout=120)
+            try:
+                async for frame in call:
+                    if frame.WhichOneof("event") != "delta":
+                        continue
+                    now = time.perf_counter()
+                    if first and not whole:
+                        ttft.append((now - start) * 1000)
+                        call.cancel()
+                        break
+                    if not first:
+                        gaps.append((now - last) * 1000)
+                    first, last = False, now
+            except grpc.aio.AioRpcError:
+                errors += 1
+            if not whole:
+                await asyncio.sleep(0.005)  # let the cancelled stream settle before the next one
+    return ttft, gaps, errors
 
 
 async def create_accounts(stub: router_pb2_grpc.RouterServiceStub, prefix: str, n: int) -> None:
@@ -309,40 +377,60 @@ async def stream_switchboard(port: int, n: int) -> tuple[list[float], list[float
     return [r[0] * 1000 for r in results if r[0]], [g * 1000 for r in results for g in r[1]], errors
 
 
-def stream_stages(res: Results, port: int, null_port: int, prof: Profile) -> None:
+def _stream_row(ttft: list[float], gaps: list[float], **extra: Any) -> dict[str, Any]:
+    return {
+        "ttft_p50_ms": round(pct(ttft, 50), 3),
+        "ttft_p99_ms": round(pct(ttft, 99), 3),
+        "gap_p50_ms": round(pct(gaps, 50), 3),
+        "gap_p99_ms": round(pct(gaps, 99), 3),
+        "gap_max_ms": round(max(gaps, default=float("nan")), 3),
+        **extra,
+    }
+
+
+def _added(base: tuple[list[float], list[float]], sb: tuple[list[float], list[float]], name: str) -> dict[str, Any]:
+    """What Switchboard adds over ``base``: p50 and p99 differences of TTFT and of the gap."""
+    out = {}
+    for label, i in (("ttft", 0), ("gap", 1)):
+        for p in (50, 99):
+            out[f"added_{label}_p{p}_ms_vs_{name}"] = round(pct(sb[i], p) - pct(base[i], p), 3)
+    return out
+
+
+def stream_stages(res: Results, port: int, grpc_port: int, prof: Profile) -> None:
+    """Generate through Switchboard against two baselines: the simulated provider called in-process
+    (*direct*), and the same provider behind bare gRPC (*grpc-provider*: the null server streaming
+    the provider's output), which isolates what Switchboard itself adds to a stream."""
     profile = SimulationProfile(
         time_to_first_token_s=prof.ttft_ms / 1000, inter_token_s=prof.inter_token_ms / 1000, tokens=prof.stream_tokens
     )
+    n_ttft, n_gap = prof.single_ttft_streams, prof.single_gap_streams
+    stage = "Generate x1 stream"
+    d = asyncio.run(single_direct(SimulatedProvider(profile), n_ttft, n_gap))
+    g = asyncio.run(single_switchboard(grpc_port, n_ttft, n_gap))
+    sb = asyncio.run(single_switchboard(port, n_ttft, n_gap))
+    res.add(stage, "direct", **_stream_row(*d, streams=n_ttft + n_gap, gap_samples=len(d[1])))
+    res.add(stage, "grpc-provider", **_stream_row(g[0], g[1], errors=g[2]))
+    res.add(
+        stage,
+        "switchboard",
+        **_stream_row(sb[0], sb[1], errors=sb[2]),
+        **_added(g[:2], sb[:2], "grpc"),
+        **_added(d, sb[:2], "direct"),
+    )
     for level in prof.stream_levels:
-        ttft_d, gaps_d = asyncio.run(stream_direct(SimulatedProvider(profile), level))
-        ttft_n, _, _ = asyncio.run(stream_switchboard(null_port, level))
+        stage = f"Generate x{level} streams"
+        d = asyncio.run(stream_direct(SimulatedProvider(profile), level))
+        g = asyncio.run(stream_switchboard(grpc_port, level))
+        sb = asyncio.run(stream_switchboard(port, level))
+        res.add(stage, "direct", **_stream_row(*d))
+        res.add(stage, "grpc-provider", **_stream_row(g[0], g[1], errors=g[2]))
         res.add(
-            f"Generate x{level} streams",
-            "null",
-            ttft_p50_ms=round(pct(ttft_n, 50), 3),
-            ttft_p99_ms=round(pct(ttft_n, 99), 3),
-        )
-        ttft_s, gaps_s, errors = asyncio.run(stream_switchboard(port, level))
-        res.add(
-            f"Generate x{level} streams",
-            "direct",
-            ttft_p50_ms=round(pct(ttft_d, 50), 3),
-            ttft_p99_ms=round(pct(ttft_d, 99), 3),
-            gap_p50_ms=round(pct(gaps_d, 50), 3),
-            gap_p99_ms=round(pct(gaps_d, 99), 3),
-            gap_max_ms=round(max(gaps_d, default=0), 3),
-        )
-        res.add(
-            f"Generate x{level} streams",
+            stage,
             "switchboard",
-            ttft_p50_ms=round(pct(ttft_s, 50), 3),
-            ttft_p99_ms=round(pct(ttft_s, 99), 3),
-            gap_p50_ms=round(pct(gaps_s, 50), 3),
-            gap_p99_ms=round(pct(gaps_s, 99), 3),
-            gap_max_ms=round(max(gaps_s, default=0), 3),
-            errors=errors,
-            added_ttft_p99_ms=round(pct(ttft_s, 99) - pct(ttft_d, 99), 3),
-            added_gap_p99_ms=round(pct(gaps_s, 99) - pct(gaps_d, 99), 3),
+            **_stream_row(sb[0], sb[1], errors=sb[2]),
+            **_added(g[:2], sb[:2], "grpc"),
+            **_added(d, sb[:2], "direct"),
         )
 
 
@@ -434,6 +522,14 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
         t = Path(tmp)
+        sim_args = [
+            "--sim-ttft-ms",
+            str(prof.ttft_ms),
+            "--sim-inter-token-ms",
+            str(prof.inter_token_ms),
+            "--sim-tokens",
+            str(prof.stream_tokens),
+        ]
         sb_cmd = [
             str(bin_dir / "switchboard"),
             "serve",
@@ -446,12 +542,7 @@ def main() -> int:
             "--ledger",
             f"sqlite:{t / 'ledger.db'}",
             "--auto-create-accounts",
-            "--sim-ttft-ms",
-            str(prof.ttft_ms),
-            "--sim-inter-token-ms",
-            str(prof.inter_token_ms),
-            "--sim-tokens",
-            str(prof.stream_tokens),
+            *sim_args,
             "--log-level",
             "warning",
         ]
@@ -475,7 +566,9 @@ def main() -> int:
             )
             with process(null_cmd, null_port_file, expect_files=args.workers) as null_port:
                 select_stages(res, args.ghz, {"switchboard": sb_port, "null": null_port}, prof)
-                stream_stages(res, sb_port, null_port, prof)
+            sim_cmd = [*null_cmd, "--listen", f"127.0.0.1:{free_port()}", "--port-file", str(t / "sim.port"), *sim_args]
+            with process(sim_cmd, t / "sim.port", expect_files=args.workers) as grpc_port:
+                stream_stages(res, sb_port, grpc_port, prof)
             generate_ghz(res, args.ghz, sb_port, prof)
             memory_stage(res, sb_port, sb_pid, prof)
     out = Path(args.out)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from switchboard.interceptors import CallProbe
+from switchboard.rpc import CallProbe
 from switchboard.types import HealthView, Model
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -68,6 +68,12 @@ class Metrics:
             "switchboard_credits_charged", "Credits charged by completed Generate calls.", ("model",), registry=r
         )
         self.in_flight = Gauge("switchboard_streams_in_flight", "Generate streams running now.", registry=r)
+        self.c_requests = _Children(self.requests)
+        self.c_latency = _Children(self.latency)
+        self.c_ttft = _Children(self.ttft)
+        self.c_gap = _Children(self.gap)
+        self.c_fallbacks = _Children(self.fallbacks)
+        self.c_credits = _Children(self.credits)
         if health is not None:
             r.register(_CoolingDown(health))
         self._http: Any = None
@@ -91,8 +97,25 @@ class Metrics:
             self._http = None
 
 
+class _Children:
+    """Labelled children of a metric, looked up once per label set (prometheus_client's own
+    ``labels()`` takes a lock on every call)."""
+
+    __slots__ = ("cache", "metric")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self.cache.get(labels)
+        if child is None:
+            child = self.cache[labels] = self.metric.labels(*labels)
+        return child
+
+
 class _Probe:
-    __slots__ = ("last", "metrics", "model", "rpc", "start", "streaming")
+    __slots__ = ("gap", "last", "metrics", "model", "rpc", "start", "streaming")
 
     def __init__(self, metrics: Metrics, rpc: str, streaming: bool) -> None:
         self.metrics = metrics
@@ -100,6 +123,7 @@ class _Probe:
         self.start = time.perf_counter()
         self.last = 0.0
         self.model = ""
+        self.gap: Any = None
         self.streaming = streaming
         if streaming:
             metrics.in_flight.inc()
@@ -107,30 +131,36 @@ class _Probe:
     def response(self, message: Any) -> None:
         kind = message.WhichOneof("event") if hasattr(message, "WhichOneof") else None
         m = self.metrics
-        if kind == "decision":
+        if kind == "delta" and self.gap is not None:  # the common case: one more token
+            now = time.perf_counter()
+            self.gap.observe(now - self.last)
+            self.last = now
+        elif kind == "decision":
             self.model = message.decision.model.id
         elif kind == "fallback":
             f = message.fallback
-            m.fallbacks.labels(f.from_model_id, f.to_model_id, f.reason).inc()
+            m.c_fallbacks(f.from_model_id, f.to_model_id, f.reason).inc()
             self.model = f.to_model_id
+            self.gap = None
         elif kind in _OUTPUT:
             now = time.perf_counter()
             if self.last:
-                m.gap.labels(self.model).observe(now - self.last)
+                m.c_gap(self.model).observe(now - self.last)
             else:
-                m.ttft.labels(self.model).observe(now - self.start)
+                m.c_ttft(self.model).observe(now - self.start)
+                self.gap = m.c_gap(self.model)
             self.last = now
         elif kind == "completion":
             self.model = message.completion.model_id
-            m.credits.labels(self.model).inc(message.completion.credits_charged)
+            m.c_credits(self.model).inc(message.completion.credits_charged)
 
     def end(self, status: str, model: str) -> None:
         m = self.metrics
         if self.streaming:
             m.in_flight.dec()
         else:
-            m.latency.labels(self.rpc).observe(time.perf_counter() - self.start)
-        m.requests.labels(self.rpc, status, model or self.model).inc()
+            m.c_latency(self.rpc).observe(time.perf_counter() - self.start)
+        m.c_requests(self.rpc, status, model or self.model).inc()
 
 
 class _CoolingDown(Collector):

@@ -26,14 +26,14 @@ from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
 from switchboard.health import CircuitBreaker
-from switchboard.interceptors import AuthInterceptor, RpcInterceptor
 from switchboard.logs import configure_logging
 from switchboard.metrics import Metrics
 from switchboard.reflection import enable_reflection
+from switchboard.rpc import Guard, add_service
 from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
 from switchboard.types import Provider
-from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
+from switchboard.v1 import accounts_pb2, router_pb2
 
 log = structlog.get_logger("switchboard")
 
@@ -192,13 +192,11 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
         return holder[0].app if holder else app
 
     metrics = Metrics(lambda: (current().health, current().catalog.models))
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(lambda: current().keys, metrics), RpcInterceptor(metrics)],
-        options=server_options(settings),
-    )
+    server = grpc.aio.server(options=server_options(settings))
+    guard = Guard(lambda: current().keys, metrics)
     router, accounts = RouterService(app), AccountService(app)
-    router_pb2_grpc.add_RouterServiceServicer_to_server(router, server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
+    add_service(server, router_pb2.DESCRIPTOR.services_by_name["RouterService"], router, guard)
+    add_service(server, accounts_pb2.DESCRIPTOR.services_by_name["AccountService"], accounts, guard)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)

@@ -9,7 +9,7 @@ import grpc
 import structlog
 from google.protobuf import timestamp_pb2
 
-from switchboard import convert
+from switchboard import convert, logs
 from switchboard.app import App
 from switchboard.billing import Meter
 from switchboard.errors import ExhaustedError, InvalidRequestError, NotFoundError
@@ -28,7 +28,7 @@ from switchboard.types import (
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
-_bind = structlog.contextvars.bind_contextvars
+_bind = logs.bind
 
 
 class RouterService(router_pb2_grpc.RouterServiceServicer):
@@ -128,7 +128,7 @@ async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -
     if isinstance(event, FallbackNotice):
         log.warning(
             "fallback",
-            **structlog.contextvars.get_contextvars(),
+            **logs.call_fields(),
             from_model=event.from_model.id,
             to_model=event.to_model.id,
             reason=event.reason,
