@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -257,3 +260,37 @@ class TestPaging:
         rest = ledger.entries("a", first[-1].sequence, 4)
         assert [e.kind for e in first + rest] == [EntryKind.ALLOWANCE_GRANT] + [EntryKind.TOP_UP] * 5
         assert len(rest) == 2
+
+
+def test_sqlite_writer_gets_the_lock_as_soon_as_another_connection_releases_it(tmp_path: Path) -> None:
+    """Two stores on one file (as two worker processes have): a writer waiting for the lock gets it
+    within milliseconds of its release, not after one of SQLite's own busy sleeps (up to 100 ms)."""
+    path = tmp_path / "shared.db"
+    first, second = SqliteStore(path), SqliteStore(path)
+    lags: list[float] = []
+    try:
+        for _ in range(5):
+            locked = threading.Event()
+            released: list[float] = []
+
+            def hold_lock(locked: threading.Event = locked, released: list[float] = released) -> None:
+                with first.transaction() as tx:
+                    tx.run("DELETE FROM slots WHERE lease = %s", ("nobody",))
+                    locked.set()
+                    time.sleep(0.4)  # long enough that SQLite's handler would be at its 25-100 ms sleeps
+                    released.append(time.perf_counter())
+
+            holder = threading.Thread(target=hold_lock)
+            holder.start()
+            assert locked.wait(5)
+            waiting = time.perf_counter()
+            with second.transaction() as tx:
+                got = time.perf_counter()
+                assert got - waiting > 0.2  # it really waited for the first writer
+                tx.run("DELETE FROM slots WHERE lease = %s", ("nobody",))
+            holder.join()
+            lags.append(got - released[0])
+    finally:
+        first.close()
+        second.close()
+    assert statistics.median(lags) < 0.01, lags
