@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS holds (
   PRIMARY KEY (account_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS holds_open ON holds (state, expires_ms);
+CREATE INDEX IF NOT EXISTS holds_account_state ON holds (account_id, state);
 CREATE TABLE IF NOT EXISTS ledger (
   seq {serial},
   account_id TEXT NOT NULL,
