@@ -37,6 +37,7 @@ from switchboard.v1 import catalog_pb2, router_pb2
 _E = TypeVar("_E", Modality, Tier, Capability, Role)
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _MAX_ID = 256
+_NO_OPTIONS = GenerationOptions()  # a request without options (frozen, so one instance serves all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +64,12 @@ def enum_value(cls: type[_E], value: int, field: str, *, required: bool) -> _E |
         if required:
             raise _required(field)
         return None
-    try:
-        return cls(value)
-    except ValueError:
+    member: _E | None = cls._value2member_map_.get(value)  # type: ignore[assignment]
+    if member is None:
         raise InvalidRequestError(
             "INVALID_ENUM_VALUE", f"{field}: {value} is not a known value", {"field": field, "value": str(value)}
-        ) from None
+        )
+    return member
 
 
 def _identifier(value: str, field: str) -> str:
@@ -158,7 +159,7 @@ def generation_request(
     if len(all_attachments) > limits.max_attachments:
         raise _invalid(f"{f}attachments", f"more than {limits.max_attachments} attachments")
 
-    options = _options(pb.options, limits, f"{f}options")
+    options = _options(pb.options, limits, f"{f}options") if pb.HasField("options") else _NO_OPTIONS
     if pb.HasField("max_credits") and pb.max_credits < 0:
         raise _invalid(f"{f}max_credits", "cannot be negative")
     requirements = derive_requirements(
