@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import grpc
 import pytest
-from conftest import ServerFactory
+from conftest import ServerFactory, wait_until
 from fakes import TOKENS, FakeFal, FakeProvider
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
@@ -371,3 +371,56 @@ class TestMedia:
         _, stub = await start_server(adapters=real_adapters(endpoints))
         listing = (await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)).models
         assert [m.model.id for m in listing if m.simulated] == []
+
+
+class TestReloadClosesRetiredClients:
+    """A reload builds new provider clients; the replaced ones close once their streams end."""
+
+    async def test_old_clients_close_after_their_last_stream(self, start_server: ServerFactory) -> None:
+        """A stream that started before the reload finishes on the old Gemini client; that client
+        closes when the stream ends, not before, and the new one stays open and serves."""
+        fake = FakeProvider("gemini")
+        base = await fake.start()
+        fake.scenario = "slow_first"  # 0.3 s to the first token: the stream outlives the reload
+        old = GeminiProvider("gemini", Endpoint(base, SECRET, 2.0, 2.0))
+        new = GeminiProvider("gemini", Endpoint(base, SECRET, 2.0, 2.0))
+        try:
+            handle, stub = await start_server(adapters={"gemini": old})
+            req = router_pb2.GenerateRequest(
+                account_id="reload",
+                modality=catalog_pb2.MODALITY_TEXT,
+                prompt="hi",
+                pinned_model_id="gemini-3.1-flash-lite",
+            )
+            call = stub.Generate(req, timeout=30)
+            first = await call.read()
+            assert first.WhichOneof("event") == "decision"
+            assert handle.reload({"gemini": new}) is True
+            await asyncio.sleep(0.1)
+            assert not old.closed  # its stream is still waiting for the first token
+            rest = []
+            while (frame := await call.read()) is not grpc.aio.EOF:
+                rest.append(frame)
+            assert rest[0].WhichOneof("event") == "delta"
+            assert rest[-1].completion.model_id == "gemini-3.1-flash-lite"
+            await wait_until(lambda: old.closed)
+            assert not new.closed
+            fake.scenario = "normal"
+            req.request_id = "after-reload"
+            after = [f async for f in stub.Generate(req, timeout=30)]
+            assert after[-1].completion.model_id == "gemini-3.1-flash-lite"
+        finally:
+            await new.close()
+            await fake.stop()
+
+    async def test_idle_old_clients_close_at_once(self, start_server: ServerFactory) -> None:
+        """With no stream running, the replaced clients close right after the reload."""
+        old = GeminiProvider("gemini", Endpoint("http://127.0.0.1:9", SECRET))
+        new = GeminiProvider("gemini", Endpoint("http://127.0.0.1:9", SECRET))
+        handle, _ = await start_server(adapters={"gemini": old})
+        assert handle.reload({"gemini": new}) is True
+        await wait_until(lambda: old.closed)
+        assert not new.closed
+        assert handle.reload({"gemini": new}) is True  # the same client carried over stays open
+        await asyncio.sleep(0.1)
+        assert not new.closed

@@ -258,6 +258,32 @@ class TestGracefulShutdown:
         assert seen == [(0, 0)]  # provider calls closed, credit holds settled
         del health
 
+    async def test_stream_of_a_replaced_config_settles_before_the_ledger_closes(
+        self, start_server: ServerFactory
+    ) -> None:
+        """A stream that started before a reload and is cancelled at shutdown settles its hold
+        before on_shutdown runs and the ledger closes."""
+        slow = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.05, tokens=400)
+        handle, stub = await start_server(simulation=slow)
+        old_sim = handle.app.simulator
+        seen: list[int] = []
+
+        async def check_held() -> None:
+            record = await handle.app.ledger.call(handle.app.ledger.ledger.get, "acct-1")
+            assert record is not None
+            seen.append(record.held)
+
+        handle.app.on_shutdown.append(check_held)
+        long = stub.Generate(gen("long"), timeout=30)
+        assert (await long.read()).WhichOneof("event") == "decision"
+        assert handle.reload() is True
+        assert handle.app.simulator is not old_sim
+        await asyncio.wait_for(handle.stop(0.2), 15)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await rest_of(long)
+        assert old_sim.active_streams == 0
+        assert seen == [0]  # the replaced app's stream was settled, and shutdown waited for it
+
     async def test_health_not_serving_first(self, start_server: ServerFactory) -> None:
         """While a stream runs in the grace period, health reports NOT_SERVING to a watcher."""
         slow = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.05, tokens=20)

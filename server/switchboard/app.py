@@ -44,6 +44,36 @@ class App:
     # Run on shutdown after the last stream ended and settled, before the ledger and limiter close
     # (release credit holds, concurrency slots, provider clients). Appended to by whoever owns the resource.
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Generate streams running on this app, and what happens to its provider clients once a
+    # reload has replaced it (see ``retire``).
+    streams: int = 0
+    retired: bool = False
+    _keep: list[Provider] = field(default_factory=list)
+    _providers_closed: bool = False
+
+    def stream_started(self) -> None:
+        """A Generate stream starts on this app."""
+        self.streams += 1
+
+    async def stream_ended(self) -> None:
+        """A Generate stream of this app ended; the last one of a retired app closes its providers."""
+        self.streams -= 1
+        if self.retired and self.streams == 0:
+            await self._close_providers()
+
+    async def retire(self, successor: App) -> None:
+        """A reload replaced this app with ``successor``: close the provider clients that
+        ``successor`` does not share as soon as this app's last stream has ended (now, if none is
+        running). The ledger, limiter and health carry over and stay open."""
+        self.retired = True
+        self._keep = successor.providers.adapters()
+        if self.streams == 0:
+            await self._close_providers()
+
+    async def _close_providers(self) -> None:
+        if not self._providers_closed:
+            self._providers_closed = True
+            await self.providers.close(keep=self._keep)
 
     async def shutdown(self) -> None:
         """Wait for cancelled streams to settle their credits, run the ``on_shutdown`` callbacks (each
@@ -60,7 +90,7 @@ class App:
     async def close(self) -> None:
         """Release the providers' connections, the ledger's threads and connections, and the
         limiter's."""
-        await self.providers.close()
+        await self._close_providers()
         await self.limiter.close()
         self.ledger.close()
 
@@ -125,5 +155,8 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     )
     if reuse is not None:
         app.on_shutdown = reuse.on_shutdown
+        # Streams still running on the replaced app settle through its meters: shutdown waits for
+        # them too.
+        app.billing.closing = reuse.billing.closing
         ledger.ledger.plans = catalog.plans
     return app

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -141,6 +142,7 @@ class ServerHandle:
             log.exception("reload_refused", reason=repr(exc), config=current.settings.config_path)
             return False
         self.swap(app)
+        _background(current.retire(app))
         log.info("reloaded", models=len(app.catalog.models), plans=len(app.catalog.plans), api_keys=len(app.keys))
         return True
 
@@ -162,6 +164,13 @@ MODEL_HEALTH_PREFIX = "switchboard.model/"
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
+def _background(work: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Run ``work`` as a task (on ``loop``, else the running one) kept referenced until it ends."""
+    task = (loop or asyncio.get_running_loop()).create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
 async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> None:
     """Publish every model as SERVING, then follow the circuit breaker: NOT_SERVING from the start
     of a cool-down until the model next succeeds."""
@@ -173,9 +182,7 @@ async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> 
 
     def changed(model_id: str, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        task = loop.create_task(servicer.set(MODEL_HEALTH_PREFIX + model_id, status))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+        _background(servicer.set(MODEL_HEALTH_PREFIX + model_id, status), loop)
 
     app.health.on_change = changed
 

@@ -82,29 +82,33 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
         """Select, hold credits, call the provider, stream; settle the credits once at the end."""
         app = self.app  # streams in flight keep the app they started with across a reload
-        gen = convert.generation_request(request, app.settings.limits, need_content=True)
-        account, decision = await _decide(app, gen)
-        meter = app.billing.meter(account, decision, gen)
+        app.stream_started()
         try:
-            await meter.open()
-        except ExhaustedError as exc:
-            if exc.reason != "INSUFFICIENT_CREDITS":
-                raise
-            # The balance selection used was stale: decide again on the ledger's own figure.
-            account, decision = await _decide(app, gen, fresh=True)
+            gen = convert.generation_request(request, app.settings.limits, need_content=True)
+            account, decision = await _decide(app, gen)
             meter = app.billing.meter(account, decision, gen)
-            await meter.open()
-        error: BaseException | None = None
-        try:
-            simulated = app.providers.is_simulated(decision.model.id)
-            yield router_pb2.GenerateResponse(decision=app.messages.decision(decision, simulated))
-            async for event in app.generator.run(decision, gen, gate=meter):
-                yield await _frame(event, gen, meter)
-        except BaseException as exc:
-            error = exc
-            raise
+            try:
+                await meter.open()
+            except ExhaustedError as exc:
+                if exc.reason != "INSUFFICIENT_CREDITS":
+                    raise
+                # The balance selection used was stale: decide again on the ledger's own figure.
+                account, decision = await _decide(app, gen, fresh=True)
+                meter = app.billing.meter(account, decision, gen)
+                await meter.open()
+            error: BaseException | None = None
+            try:
+                simulated = app.providers.is_simulated(decision.model.id)
+                yield router_pb2.GenerateResponse(decision=app.messages.decision(decision, simulated))
+                async for event in app.generator.run(decision, gen, gate=meter):
+                    yield await _frame(event, gen, meter)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                await meter.close(error)
         finally:
-            await meter.close(error)
+            await app.stream_ended()
 
 
 async def _decide(app: App, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:

@@ -88,11 +88,17 @@ class ProviderRegistry:
         """The provider that serves ``model``."""
         return self._by_model[model.id]
 
-    async def close(self) -> None:
-        """Close every adapter's connections."""
-        for provider in {id(p): p for p in self._by_model.values()}.values():
+    def adapters(self) -> list[Provider]:
+        """Each distinct provider object serving a model of this registry."""
+        return list({id(p): p for p in self._by_model.values()}.values())
+
+    async def close(self, keep: Iterable[Provider] = ()) -> None:
+        """Close every adapter's connections, except those of the providers in ``keep`` (still in
+        use by another registry)."""
+        kept = {id(p) for p in keep}
+        for provider in self.adapters():
             close = getattr(provider, "close", None)
-            if close is not None:
+            if close is not None and id(provider) not in kept:
                 await close()
 
     def is_simulated(self, model_id: str) -> bool:

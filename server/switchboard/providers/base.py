@@ -78,6 +78,11 @@ class HttpProvider:
         except httpx.HTTPError as exc:
             raise from_exception(exc, self.name) from None
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has run."""
+        return self._client.is_closed
+
     async def close(self) -> None:
         """Close the pooled connections."""
         await self._client.aclose()
