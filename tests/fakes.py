@@ -175,6 +175,8 @@ class FakeProvider:
             await self._runner.cleanup()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/images/edits"):
+            return await self.image_edit(request)
         self.requests.append((request.path_qs, dict(request.headers), await request.json()))
         sc = self.scenario
         if request.path.endswith(("/images/generations", "/audio/speech", "/videos/generations")):
@@ -220,6 +222,21 @@ class FakeProvider:
             raise
         return resp
 
+    async def image_edit(self, request: web.Request) -> web.Response:
+        """OpenAI's image edits: a multipart form with `model`, `prompt`, `n` and `image[]` files.
+        Recorded as the form's fields, each file as (filename, content type, size)."""
+        form = await request.post()
+        fields: dict[str, Any] = {}
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                fields.setdefault(key, []).append((value.filename, value.content_type, len(value.file.read())))
+            else:
+                fields[key] = value
+        self.requests.append((request.path_qs, dict(request.headers), fields))
+        if not fields.get("image[]"):
+            return web.json_response(error_body("openai", 400, "image is required"), status=400)
+        return self.media(request.path)
+
     def media(self, path: str) -> web.Response:
         """OpenAI's images and speech answers (or their errors)."""
         if self.scenario == "429":
@@ -230,7 +247,7 @@ class FakeProvider:
             return web.json_response(error_body("openai", 500, "The server had an error"), status=500)
         if path.endswith("/videos/generations"):
             return web.json_response({"request_id": "vid-1"})
-        if path.endswith("/images/generations"):
+        if path.endswith(("/images/generations", "/images/edits")):
             return web.json_response(
                 {
                     "created": 1,

@@ -4,13 +4,14 @@ over a real gRPC channel."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import grpc
 import pytest
 from conftest import ServerFactory, wait_until
-from fakes import TOKENS, FakeFal, FakeProvider
+from fakes import PNG_1X1, TOKENS, FakeFal, FakeProvider
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
@@ -279,11 +280,25 @@ class TestMedia:
             assert isinstance(events[0], Artifact)
             assert events[0].mime_type == "audio/wav"
             assert fake.requests[-1][0] == "/v1/audio/speech"
-            editing = replace(REQUEST, attachments=(Attachment("image/png", uri="https://x.example/a.png"),))
+            by_uri = replace(REQUEST, attachments=(Attachment("image/png", uri="https://x.example/a.png"),))
             with pytest.raises(ProviderError) as refused:
-                async for _ in adapter.stream(image, editing):
+                async for _ in adapter.stream(image, by_uri):
                     pass
             assert (refused.value.reason, refused.value.retryable) == ("PROVIDER_UNSUPPORTED_INPUT", True)
+            assert "bytes" in refused.value.message
+            png = base64.b64decode(PNG_1X1)
+            editing = replace(
+                REQUEST,
+                attachments=(Attachment("image/png", data=png), Attachment("image/jpeg", data=b"\xff\xd8jpeg")),
+            )
+            events = [e async for e in adapter.stream(image, editing)]
+            assert isinstance(events[0], Artifact)
+            assert events[0].data.startswith(b"\x89PNG")
+            path, headers, form = fake.requests[-1]
+            assert path == "/v1/images/edits"
+            assert headers["Authorization"] == f"Bearer {SECRET}"
+            assert (form["model"], form["prompt"], form["n"]) == ("gpt-image-2", "Say hello", "1")
+            assert form["image[]"] == [("image-0.png", "image/png", len(png)), ("image-1.jpeg", "image/jpeg", 6)]
             fake.scenario = "429"
             _, error = await run(adapter, image)
             assert error is not None
@@ -345,6 +360,21 @@ class TestMedia:
         finally:
             await adapter.close()
             await fal.stop()
+
+    async def test_xai_image_edits_are_refused_not_ignored(self) -> None:
+        """xAI's adapter generates images but does not send input images: a request with one is
+        refused (retryable, so automatic selection falls back) before anything is sent."""
+        adapter = real_adapters({"xai": Endpoint("http://127.0.0.1:9", SECRET)})["xai"]
+        model = load_catalog(None).model("xai/grok-imagine-image")
+        assert model is not None
+        editing = replace(REQUEST, attachments=(Attachment("image/png", data=b"\x89PNG"),))
+        try:
+            with pytest.raises(ProviderError) as refused:
+                async for _ in adapter.stream(model, editing):
+                    pass
+            assert (refused.value.reason, refused.value.retryable) == ("PROVIDER_UNSUPPORTED_INPUT", True)
+        finally:
+            await adapter.close()  # type: ignore[attr-defined]
 
     async def test_xai_video(self) -> None:
         """xAI video: submit, poll until done, answer the video's URL."""

@@ -49,7 +49,9 @@ def real_adapters(endpoints: Mapping[str, Endpoint]) -> dict[str, Provider]:
         if name == "openai":
             made[name] = OpenAIProvider(name, endpoint)
         elif name == "xai":
-            made[name] = OpenAIProvider(name, endpoint, speech=False, video=True)  # xAI: text, images, video
+            made[name] = OpenAIProvider(
+                name, endpoint, speech=False, video=True, edits=False
+            )  # xAI: text, images, video
         elif name == "openai_compat":
             made[name] = OpenAICompatProvider(name, endpoint)
         elif name == "anthropic":

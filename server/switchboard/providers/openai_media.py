@@ -1,6 +1,8 @@
 """OpenAI's media endpoints, non-streaming: `POST {base}/images/generations` (answers
-`data[].b64_json` or `data[].url`, with `usage`) and `POST {base}/audio/speech` (answers the audio
-bytes). xAI serves the same images API for its image model, and video generation as
+`data[].b64_json` or `data[].url`, with `usage`), `POST {base}/images/edits` (multipart: `model`,
+`prompt`, `n` and the input images as `image[]` files; the same answer) and
+`POST {base}/audio/speech` (answers the audio bytes). xAI serves the same images API for its
+image model (generation only here), and video generation as
 `POST {base}/videos/generations` (answers `request_id`) polled with `GET {base}/videos/{id}`
 until `status` is `done` (then `video.url`)."""
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +22,7 @@ from switchboard.providers.openai_compat import OpenAICompatProvider
 from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import (
     Artifact,
+    Attachment,
     Finished,
     FinishReason,
     GenerationRequest,
@@ -34,11 +38,19 @@ class OpenAIProvider(OpenAICompatProvider):
     ``speech`` is on, speech through the audio API."""
 
     def __init__(
-        self, name: str, endpoint: Endpoint, *, speech: bool = True, video: bool = False, poll_s: float = 1.0
+        self,
+        name: str,
+        endpoint: Endpoint,
+        *,
+        speech: bool = True,
+        video: bool = False,
+        edits: bool = True,
+        poll_s: float = 1.0,
     ) -> None:
         super().__init__(name, endpoint)
         extra = ({Modality.SPEECH} if speech else set()) | ({Modality.VIDEO} if video else set())
         self.modalities = frozenset({Modality.TEXT, Modality.IMAGE} | extra)
+        self.edits = edits
         self.poll_s = poll_s
 
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
@@ -48,19 +60,19 @@ class OpenAIProvider(OpenAICompatProvider):
                 yield event
             return
         text = request_text(request)
-        if request.attachments:
-            # Editing and image-to-video are not wired for these endpoints: refuse rather than
-            # ignore the files; automatic selection falls back to a model that takes them.
-            raise ProviderError(
-                "PROVIDER_UNSUPPORTED_INPUT",
-                f"{self.name} {model.modality.name.lower()} calls with attachments are not supported by this adapter",
-                retryable=True,
-            )
+        files = [*request.attachments, *(a for m in request.messages for a in m.attachments)]
+        if files:
+            self._check_inputs(model, files)
         headers = {"authorization": f"Bearer {self.endpoint.api_key}"}
         try:
             if model.modality is Modality.IMAGE:
                 body: dict[str, Any] = {"model": model.upstream_model, "prompt": text, "n": 1}
-                response = await self._client.post("/images/generations", headers=headers, json=body)
+                if files:
+                    uploads = [("image[]", (_filename(i, a), a.data, a.mime_type)) for i, a in enumerate(files)]
+                    form = {k: str(v) for k, v in body.items()}
+                    response = await self._client.post("/images/edits", headers=headers, data=form, files=uploads)
+                else:
+                    response = await self._client.post("/images/generations", headers=headers, json=body)
                 check_status(response, self.name, self.endpoint.api_key)
                 yield self._image(response.json())
                 usage = response.json().get("usage") or {}
@@ -87,6 +99,18 @@ class OpenAIProvider(OpenAICompatProvider):
             yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
         except httpx.HTTPError as exc:
             raise from_exception(exc, self.name) from None
+
+    def _check_inputs(self, model: Model, files: list[Attachment]) -> None:
+        """Refuse attachments this adapter cannot send (rather than ignore them); the error is
+        retryable, so automatic selection falls back to a model that takes them."""
+        problem = ""
+        if model.modality is not Modality.IMAGE or not self.edits:
+            problem = f"{self.name} {model.modality.name.lower()} calls with attachments are not supported"
+        elif any(not a.data for a in files):
+            # The edits endpoint takes uploaded files; fetching caller-given URLs is not done here.
+            problem = f"{self.name} image edits need the image bytes in the request (attachments by URI are not sent)"
+        if problem:
+            raise ProviderError("PROVIDER_UNSUPPORTED_INPUT", problem, retryable=True)
 
     async def _video(self, model: Model, text: str, headers: dict[str, str]) -> Artifact:
         submitted = await self._client.post(
@@ -125,3 +149,9 @@ class OpenAIProvider(OpenAICompatProvider):
         if first.get("url"):
             return Artifact("image/png", uri=str(first["url"]))
         raise bad_response(self.name, "an image without b64_json or url")
+
+
+def _filename(index: int, attachment: Attachment) -> str:
+    """A safe upload name for an input image: ``image-<n>.<subtype>``."""
+    subtype = attachment.mime_type.split("/")[-1].split(";")[0].lower()
+    return f"image-{index}.{re.sub(r'[^a-z0-9]', '', subtype) or 'bin'}"
