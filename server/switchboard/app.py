@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import Selector
 from switchboard.settings import Settings
 from switchboard.stores import open_store
+from switchboard.tracing import Tracing
 from switchboard.types import Catalog, HealthView, Provider
 
 
@@ -41,6 +43,7 @@ class App:
     health: HealthView
     messages: Messages
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
+    tracing: Tracing | None = None  # OpenTelemetry export, when --otlp-endpoint is set
     # Run on shutdown after the last stream ended and settled, before the ledger and limiter close
     # (release credit holds, concurrency slots, provider clients). Appended to by whoever owns the resource.
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -93,6 +96,8 @@ class App:
         await self._close_providers()
         await self.limiter.close()
         self.ledger.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes over HTTP: off the event loop
 
 
 def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
@@ -126,6 +131,9 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         if reuse is not None and isinstance(reuse.health, CircuitBreaker)
         else CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
     )
+    tracing = (
+        reuse.tracing if reuse is not None else (Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None)
+    )
     if reuse is not None:
         ledger, limiter = reuse.ledger, reuse.limiter
     else:
@@ -144,7 +152,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         selector=Selector(catalog),
         providers=providers,
         simulator=simulator,
-        generator=Generator(providers, observer=health),
+        generator=Generator(providers, observer=health, tracer=tracing.tracer if tracing else None),
         ledger=ledger,
         limiter=limiter,
         accounts=accounts,
@@ -152,6 +160,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         health=health,
         messages=Messages(catalog.models),
         keys=keys,
+        tracing=tracing,
     )
     if reuse is not None:
         app.on_shutdown = reuse.on_shutdown

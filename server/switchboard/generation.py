@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from switchboard.errors import ExhaustedError, ProviderError, StreamInterruptedError, SwitchboardError
 from switchboard.providers import ProviderRegistry
 from switchboard.types import (
@@ -25,6 +28,7 @@ from switchboard.types import (
     FinishReason,
     GenerationRequest,
     Model,
+    ProviderEvent,
     SelectionMode,
     TextChunk,
     ToolCallEvent,
@@ -112,10 +116,12 @@ class Generator:
         providers: ProviderRegistry,
         observer: AttemptObserver | None = None,
         pricing: Callable[[Model, Usage], int] = actual_credits,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.providers = providers
         self.observer: AttemptObserver = observer or _NoObserver()
         self.pricing = pricing
+        self.tracer: trace.Tracer = tracer or trace.NoOpTracer()
 
     async def run(
         self, decision: Decision, request: GenerationRequest, gate: AttemptGate | None = None
@@ -133,8 +139,25 @@ class Generator:
                     continue
             provider = self.providers.for_model(model)
             emitted = False
+            # One span per attempt, current while the provider is called (HTTP adapters pass its
+            # trace context on); ended however the attempt ends.
+            span = self.tracer.start_span(
+                f"provider {model.id}",
+                kind=trace.SpanKind.CLIENT,
+                attributes={
+                    "switchboard.model": model.id,
+                    "switchboard.provider": model.provider,
+                    "switchboard.adapter": provider.name,
+                    "switchboard.attempt": attempt,
+                    "switchboard.simulated": provider.simulated,
+                },
+            )
+            stream = provider.stream(model, request)
+            ended = False
             try:
-                async for event in provider.stream(model, request):
+                async for event in _within(span, stream) if span.is_recording() else stream:
+                    if not emitted:
+                        span.add_event("first_output")
                     if isinstance(event, Finished):
                         self.observer.record_success(model.id)
                         yield Outcome(
@@ -149,6 +172,9 @@ class Generator:
                     emitted = True
                     yield event
             except ProviderError as exc:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.reason))
+                span.end()
+                ended = True
                 self.observer.record_failure(model.id)
                 if emitted:
                     raise StreamInterruptedError(
@@ -160,8 +186,31 @@ class Generator:
                     raise ProviderFailedError(exc, model, attempt) from exc
                 yield FallbackNotice(model, chain[attempt], exc.reason, exc.message, attempt + 1)
                 continue
+            finally:
+                if not ended:
+                    span.end()
             raise StreamInterruptedError(
                 "STREAM_INTERRUPTED",
                 f"{model.id} ended its stream without finishing",
                 {"model_id": model.id, "attempts": str(attempt)},
             )
+
+
+async def _within(span: trace.Span, stream: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:
+    """``stream``'s events, with ``span`` the current span while the provider runs (so HTTP
+    adapters send its trace context) but never across a yield: the context is restored in the
+    same step, whichever task later resumes or closes the stream."""
+    try:
+        while True:
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                otel_context.detach(token)
+            yield event
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

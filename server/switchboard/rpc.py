@@ -23,13 +23,16 @@ import structlog
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
-from switchboard import logs
+from switchboard import logs, tracing
 from switchboard.auth import KeyRing
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.status import internal_status, to_grpc_status
 
 log = structlog.get_logger("switchboard")
+_CODES = {code.name: code.value[0] for code in grpc.StatusCode}
 
 
 class CallProbe(Protocol):
@@ -67,13 +70,16 @@ class _NoObserver:
 
 class Guard:
     """What every call passes through: the key ring in force (read per call, so a reload takes
-    effect on the next call) and the metrics observer."""
+    effect on the next call), the metrics observer and the tracer (None: no tracing)."""
 
-    __slots__ = ("keys", "observer")
+    __slots__ = ("keys", "observer", "tracer")
 
-    def __init__(self, keys: Callable[[], KeyRing], observer: CallObserver | None = None) -> None:
+    def __init__(
+        self, keys: Callable[[], KeyRing], observer: CallObserver | None = None, tracer: trace.Tracer | None = None
+    ) -> None:
         self.keys = keys
         self.observer: CallObserver = observer or _NoObserver()
+        self.tracer = tracer
 
 
 def _account(request: Any) -> str:
@@ -84,14 +90,25 @@ def _account(request: Any) -> str:
 class _Call:
     """Bookkeeping for one RPC: its log context, its outcome and the single log event."""
 
-    __slots__ = ("fields", "probe", "rpc", "start", "status")
+    __slots__ = ("fields", "probe", "rpc", "span", "start", "status", "token")
 
-    def __init__(self, rpc: str, observer: CallObserver, streaming: bool) -> None:
+    def __init__(self, rpc: str, guard: Guard, streaming: bool, method: str, context: grpc.aio.ServicerContext) -> None:
         self.rpc = rpc
         self.start = time.perf_counter()
         self.status = "OK"
-        self.probe = observer.begin(rpc, streaming)
+        self.probe = guard.observer.begin(rpc, streaming)
         self.fields = logs.open_call(rpc=rpc, request_id=os.urandom(12).hex())
+        self.span: trace.Span | None = None
+        self.token: object = None
+        if guard.tracer is not None:
+            service, _, name = method.lstrip("/").partition("/")
+            self.span = guard.tracer.start_span(
+                method.lstrip("/"),
+                context=tracing.parent_context(context.invocation_metadata()),
+                kind=trace.SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            )
+            self.token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def admit(
         self, method: str, guard: Guard, parse: Callable[[bytes], Any], raw: bytes, context: grpc.aio.ServicerContext
@@ -126,6 +143,18 @@ class _Call:
             # The fields are passed explicitly so the event is complete under any processor chain.
             log.info("rpc", **{**fields, "status": self.status, "latency_ms": latency_ms})
         self.probe.end(self.status, str(fields.get("model", "")))
+        if self.span is not None:
+            self._end_span()
+
+    def _end_span(self) -> None:
+        span = self.span
+        assert span is not None
+        span.set_attributes(tracing.span_attributes(self.fields))
+        span.set_attribute("rpc.grpc.status_code", _CODES.get(self.status, 2))
+        if self.status != "OK":
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(self.fields.get("reason", self.status))))
+        span.end()
+        otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
 def _wrap_unary(
@@ -134,7 +163,7 @@ def _wrap_unary(
     rpc = method.rsplit("/", 1)[-1]
 
     async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(rpc, guard.observer, False)
+        call = _Call(rpc, guard, False, method, context)
         try:
             request = call.admit(method, guard, parse, raw, context)
             return await behavior(request, context)
@@ -155,7 +184,7 @@ def _wrap_stream(
     rpc = method.rsplit("/", 1)[-1]
 
     async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        call = _Call(rpc, guard.observer, True)
+        call = _Call(rpc, guard, True, method, context)
         try:
             request = call.admit(method, guard, parse, raw, context)
             probe = call.probe

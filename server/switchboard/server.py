@@ -200,7 +200,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
 
     metrics = Metrics(lambda: (current().health, current().catalog.models))
     server = grpc.aio.server(options=server_options(settings))
-    guard = Guard(lambda: current().keys, metrics)
+    guard = Guard(lambda: current().keys, metrics, app.tracing.tracer if app.tracing else None)
     router, accounts = RouterService(app), AccountService(app)
     add_service(server, router_pb2.DESCRIPTOR.services_by_name["RouterService"], router, guard)
     add_service(server, accounts_pb2.DESCRIPTOR.services_by_name["AccountService"], accounts, guard)

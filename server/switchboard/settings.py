@@ -50,6 +50,7 @@ class Settings:
     tls_client_ca: str | None = None
     allow_unauthenticated: bool = False
     metrics_listen: str | None = None
+    otlp_endpoint: str = ""  # OTLP/HTTP collector base URL (spans go to {endpoint}/v1/traces); off when empty
     max_concurrent_streams: int = 1000
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
@@ -166,6 +167,11 @@ def add_operations_arguments(
         "--metrics-listen",
         default=env("metrics-listen", d.metrics_listen),
         help="HOST:PORT for Prometheus /metrics over HTTP; off when not given",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        default=env("otlp-endpoint", d.otlp_endpoint),
+        help="OTLP/HTTP collector URL (e.g. http://127.0.0.1:4318): export OpenTelemetry traces; off when not given",
     )
     parser.add_argument(
         "--max-concurrent-streams", type=int, default=env("max-concurrent-streams", d.max_concurrent_streams)
@@ -285,6 +291,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls_client_ca=args.tls_client_ca,
         allow_unauthenticated=args.allow_unauthenticated,
         metrics_listen=args.metrics_listen or None,
+        otlp_endpoint=str(args.otlp_endpoint or "").rstrip("/"),
         max_concurrent_streams=int(args.max_concurrent_streams),
         keepalive_time_s=float(args.keepalive_time),
         keepalive_timeout_s=float(args.keepalive_timeout),

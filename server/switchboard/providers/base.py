@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from switchboard.providers.http import Endpoint, from_exception, from_status, make_client
+from switchboard.tracing import inject_headers
 from switchboard.types import ChatMessage, GenerationRequest, Modality, Model, ProviderEvent, Role
 
 
@@ -62,6 +63,7 @@ class HttpProvider:
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Call the provider and stream its answer; closing this generator closes the request."""
         path, headers, body = self.build(model, request)
+        inject_headers(headers)  # the trace context of the attempt, when tracing is on
         try:
             async with self._client.stream("POST", path, headers=headers, json=body) as response:
                 if response.status_code >= 400:
