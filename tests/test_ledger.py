@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from switchboard.catalog import load_catalog
-from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError
-from switchboard.ledger import AlreadyExistsError, AsyncLedger, EntryKind, Ledger, month_bounds
+from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError, SwitchboardError
+from switchboard.ledger import AlreadyExistsError, AsyncLedger, EntryKind, Ledger, SlotClaim, month_bounds
 from switchboard.stores import PostgresStore, SqliteStore
 
 PLANS = load_catalog(None).plans  # free 500, pro 5000, business 50000
@@ -245,6 +245,53 @@ class TestConcurrency:
         assert record is not None
         assert (record.balance, record.held) == (0, 50)
         assert_consistent(ledger, "a")
+        aled._pool.shutdown()
+
+    async def test_grouped_holds_match_one_by_one(self, ledger: Ledger) -> None:
+        """Holds through AsyncLedger.hold arriving together: on SQLite they share transactions, and
+        each gets exactly the outcome it would have alone, in arrival order: the first 20 of 60
+        one-credit holds against 20 credits succeed, a repeated request id is DUPLICATE_REQUEST, an
+        unknown account NOT_FOUND, a slot over the limit CONCURRENCY_LIMIT, and a refused hold
+        leaves no trace in the ledger."""
+        ledger.create_account("a", "free")
+        ledger.create_account("b", "free")
+        ledger.hold("a", "setup", 480, expires_ms=10**15)
+        ledger.settle("a", "setup", 480)
+        aled = AsyncLedger(ledger)
+        far = 10**15
+
+        async def attempt(account: str, request_id: str, slot: SlotClaim | None = None) -> str:
+            try:
+                await aled.hold(account, request_id, 1, far, slot)
+            except SwitchboardError as exc:
+                return exc.reason
+            return "ok"
+
+        calls = [attempt("a", f"r{i}") for i in range(60)]
+        calls += [attempt("b", "dup"), attempt("b", "dup"), attempt("nobody", "x")]
+        calls += [attempt("b", f"s{i}", SlotClaim(f"lease-{i}", 2, far)) for i in range(3)]
+        outcomes = await asyncio.gather(*calls)
+        grouped = isinstance(ledger.store, SqliteStore)
+        assert sorted(outcomes[:60]) == ["INSUFFICIENT_CREDITS"] * 40 + ["ok"] * 20
+        assert sorted(outcomes[60:62]) == ["DUPLICATE_REQUEST", "ok"]
+        assert outcomes[62] == "ACCOUNT_NOT_FOUND"
+        assert sorted(outcomes[63:]) == ["CONCURRENCY_LIMIT", "ok", "ok"]
+        if grouped:  # one writer: arrival order decides, as if each hold ran alone in turn
+            assert outcomes[:20] == ["ok"] * 20
+            assert outcomes[60:62] == ["ok", "DUPLICATE_REQUEST"]
+            assert outcomes[63:] == ["ok", "ok", "CONCURRENCY_LIMIT"]
+        record = ledger.get("a")
+        assert record is not None
+        assert (record.balance, record.held) == (0, 20)
+        assert_consistent(ledger, "a")
+        assert_consistent(ledger, "b")
+        assert ledger.slots_in_use("b") == 2
+        holds = [e for e in ledger.entries("a", 0, 1000) if e.kind is EntryKind.HOLD]
+        assert len(holds) == 21  # the setup hold and the 20 that succeeded, nothing from the refused
+        if grouped:
+            assert aled.hold_transactions < len(calls) // 2  # far fewer transactions than holds
+        else:
+            assert aled.hold_transactions == len(calls)  # several connections: one transaction each
         aled._pool.shutdown()
 
 

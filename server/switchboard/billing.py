@@ -148,7 +148,6 @@ class Meter:
         b = self.billing
         acct = self.account
         limit = acct.plan.max_concurrent_requests
-        led = b.ledger.ledger
         slots = b.limiter if isinstance(b.limiter, LedgerSlots) else None
         try:
             if slots is None and not await b.limiter.acquire(acct.account_id, self.lease, limit):
@@ -156,9 +155,7 @@ class Meter:
             self._slot = True
             try:
                 claim = slots.claim(self.lease, limit) if slots is not None else None
-                record = await b.ledger.call(
-                    led.hold, acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim
-                )
+                record = await b.ledger.hold(acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim)
             except BaseException:
                 if slots is None:
                     await self._release_slot()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -103,6 +104,10 @@ class SlotClaim:
     lease: str
     limit: int
     expires_ms: int
+
+
+HoldArgs = tuple[str, str, int, int, "SlotClaim | None"]
+"""The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,34 +276,56 @@ class Ledger:
         hold once (DUPLICATE_REQUEST). With ``slot``, a concurrency slot is taken in the same
         transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds."""
         with self.store.transaction() as tx:
-            record = self._rollover(tx, self._require(tx, account_id))
-            if slot is not None:
-                self._take_slot(tx, account_id, slot)
-            if tx.one("SELECT state FROM holds WHERE account_id = %s AND request_id = %s", (account_id, request_id)):
-                raise AlreadyExistsError(
-                    "DUPLICATE_REQUEST",
-                    f"request id {request_id!r} was already used for this account",
-                    {"request_id": request_id},
-                )
-            if credits > record.balance:
-                raise _insufficient(record.balance, credits)
-            from_allowance = min(record.allowance, credits)
-            from_topup = credits - from_allowance
-            tx.run(
-                "INSERT INTO holds (account_id, request_id, allowance_part, topup_part, period_start, expires_ms,"
-                " state) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (account_id, request_id, from_allowance, from_topup, record.period_start, expires_ms, HoldState.HELD),
+            return self._hold(tx, account_id, request_id, credits, expires_ms, slot)
+
+    def hold_many(self, holds: Sequence[HoldArgs]) -> list[AccountRecord | Exception]:
+        """``hold`` for each of ``holds``, in order, in one transaction: each in a savepoint, so a
+        hold refused (insufficient credits, concurrency limit, duplicate) leaves no trace and the
+        others stand. The result for each is its record or the error ``hold`` would have raised;
+        if the transaction itself fails, the error is raised and nothing is held."""
+        results: list[AccountRecord | Exception] = []
+        with self.store.transaction() as tx:
+            for args in holds:
+                tx.run("SAVEPOINT hold")
+                try:
+                    results.append(self._hold(tx, *args))
+                except SwitchboardError as exc:
+                    tx.run("ROLLBACK TO SAVEPOINT hold")
+                    results.append(exc)
+                tx.run("RELEASE SAVEPOINT hold")
+        return results
+
+    def _hold(
+        self, tx: Tx, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None
+    ) -> AccountRecord:
+        record = self._rollover(tx, self._require(tx, account_id))
+        if slot is not None:
+            self._take_slot(tx, account_id, slot)
+        if tx.one("SELECT state FROM holds WHERE account_id = %s AND request_id = %s", (account_id, request_id)):
+            raise AlreadyExistsError(
+                "DUPLICATE_REQUEST",
+                f"request id {request_id!r} was already used for this account",
+                {"request_id": request_id},
             )
-            self._move(
-                tx,
-                account_id,
-                EntryKind.HOLD,
-                -from_allowance,
-                -from_topup,
-                request_id,
-                f"hold:{account_id}:{request_id}",
-            )
-            return self._with_held(tx, self._require(tx, account_id))
+        if credits > record.balance:
+            raise _insufficient(record.balance, credits)
+        from_allowance = min(record.allowance, credits)
+        from_topup = credits - from_allowance
+        tx.run(
+            "INSERT INTO holds (account_id, request_id, allowance_part, topup_part, period_start, expires_ms,"
+            " state) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (account_id, request_id, from_allowance, from_topup, record.period_start, expires_ms, HoldState.HELD),
+        )
+        self._move(
+            tx,
+            account_id,
+            EntryKind.HOLD,
+            -from_allowance,
+            -from_topup,
+            request_id,
+            f"hold:{account_id}:{request_id}",
+        )
+        return self._with_held(tx, self._require(tx, account_id))
 
     def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
         """Grow an open hold by ``credits`` (a fallback model that costs more), or raise
@@ -600,17 +627,73 @@ class Ledger:
 
 
 class AsyncLedger:
-    """The ledger for asyncio code: each operation runs on one of the store's threads."""
+    """The ledger for asyncio code: each operation runs on one of the store's threads.
+
+    With a single-writer store (SQLite: one connection, one thread), holds are grouped: the holds
+    that arrive while the ledger thread is busy are taken together in one transaction
+    (``Ledger.hold_many``) when it gets to them, so a burst of new streams costs one write lock,
+    one commit and one thread hop per group instead of per stream, with the same outcome for each
+    hold as if it had run alone, in arrival order."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._pool = ThreadPoolExecutor(max_workers=ledger.store.workers, thread_name_prefix="ledger")
+        self._group = ledger.store.workers == 1
+        self._pending: list[tuple[HoldArgs, asyncio.Future[AccountRecord]]] = []
+        self._scheduled = False
+        self._lock = threading.Lock()
+        self.hold_transactions = 0  # transactions that took holds (fewer than holds when grouped)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (a Ledger method) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
 
+    async def hold(
+        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+    ) -> AccountRecord:
+        """``Ledger.hold``, grouped with other holds waiting for the ledger thread."""
+        if not self._group:
+            self.hold_transactions += 1
+            return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AccountRecord] = loop.create_future()
+        with self._lock:
+            self._pending.append(((account_id, request_id, credits, expires_ms, slot), future))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            loop.run_in_executor(self._pool, self._hold_group, loop)
+        return await future
+
+    def _hold_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the ledger thread: take every hold waiting now in one transaction, then hand each
+        result (or error) back to its caller on the event loop."""
+        with self._lock:
+            group, self._pending = self._pending, []
+            self._scheduled = False
+        if not group:
+            return
+        self.hold_transactions += 1
+        try:
+            results: list[AccountRecord | Exception] = self.ledger.hold_many([args for args, _ in group])
+        except Exception as exc:  # the transaction failed: nothing was held
+            results = [exc] * len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
     def close(self) -> None:
         """Stop the threads and close the store."""
         self._pool.shutdown(wait=True)
         self.ledger.store.close()
+
+
+def _resolve(future: asyncio.Future[AccountRecord], result: AccountRecord | Exception) -> None:
+    if future.done():  # the caller was cancelled; a hold it took expires and is swept
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
