@@ -156,6 +156,7 @@ class Selector:
         self.catalog = catalog
         self._static: dict[tuple[str, Requirements, Tier], _Static] = {}
         self._decisions: dict[tuple[object, ...], Decision] = {}
+        self._not_pinned: dict[str, tuple[NotChosen, ...]] = {}  # per pinned model: the others
 
     def select(
         self,
@@ -207,11 +208,13 @@ class Selector:
             )
         if account.balance is not None and cost > account.balance:
             raise insufficient_credits(account.balance, cost, model.id)
-        not_chosen = tuple(
-            NotChosen(m.id, NotChosenReason.NOT_PINNED, detail=f"the request pinned {model.id}")
-            for m in self.catalog.models
-            if m.id != model.id
-        )
+        not_chosen = self._not_pinned.get(model.id)
+        if not_chosen is None:  # the same for every request pinning this model: built once
+            not_chosen = self._not_pinned[model.id] = tuple(
+                NotChosen(m.id, NotChosenReason.NOT_PINNED, detail=f"the request pinned {model.id}")
+                for m in self.catalog.models
+                if m.id != model.id
+            )
         return Decision(
             model=model,
             mode=SelectionMode.PINNED,
