@@ -341,3 +341,14 @@ def test_sqlite_writer_gets_the_lock_as_soon_as_another_connection_releases_it(t
         first.close()
         second.close()
     assert statistics.median(lags) < 0.01, lags
+
+
+async def test_grouped_hold_after_close_fails_instead_of_waiting(tmp_path: Path) -> None:
+    """A hold asked of a closed AsyncLedger fails at once, and so does the next one (nothing is
+    left waiting for a group that can no longer run)."""
+    aled = AsyncLedger(Ledger(SqliteStore(tmp_path / "ledger.db"), PLANS))
+    aled.ledger.create_account("a", "free")
+    aled.close()
+    for request_id in ("r1", "r2"):
+        with pytest.raises(RuntimeError):
+            await asyncio.wait_for(aled.hold("a", request_id, 1, 10**15), 5)

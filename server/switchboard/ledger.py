@@ -662,7 +662,14 @@ class AsyncLedger:
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:
-            loop.run_in_executor(self._pool, self._hold_group, loop)
+            try:
+                loop.run_in_executor(self._pool, self._hold_group, loop)
+            except RuntimeError as exc:  # the ledger is closing: fail what waits, leave nothing stuck
+                with self._lock:
+                    group, self._pending = self._pending, []
+                    self._scheduled = False
+                for _, waiting in group:
+                    _resolve(waiting, exc)
         return await future
 
     def _hold_group(self, loop: asyncio.AbstractEventLoop) -> None:
