@@ -343,6 +343,29 @@ def test_sqlite_writer_gets_the_lock_as_soon_as_another_connection_releases_it(t
     assert statistics.median(lags) < 0.01, lags
 
 
+async def test_grouped_settlements(ledger: Ledger) -> None:
+    """Settlements arriving together (grouped on SQLite) each charge what they would alone; a
+    request settled twice in the same burst is charged once, and an unknown account fails alone."""
+    ledger.create_account("a", "free")
+    for i in range(40):
+        ledger.hold("a", f"r{i}", 5, 10**15)
+    aled = AsyncLedger(ledger)
+    calls = [aled.settle("a", f"r{i}", i % 7, "completed") for i in range(40)]
+    calls += [aled.settle("a", "r1", 5, "again"), aled.settle("nobody", "x", 1)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    charged = [r.charged for r in results[:40]]  # type: ignore[union-attr]
+    assert charged == [min(i % 7, 5) for i in range(40)]
+    again = results[40]
+    assert not isinstance(again, BaseException)
+    assert (again.closed, again.charged) == (False, 1)  # settled once, at its first charge
+    assert isinstance(results[41], NotFoundError)
+    record = ledger.get("a")
+    assert record is not None
+    assert (record.balance, record.held) == (500 - sum(charged), 0)
+    assert_consistent(ledger, "a")
+    aled.close()
+
+
 async def test_grouped_hold_after_close_fails_instead_of_waiting(tmp_path: Path) -> None:
     """A hold asked of a closed AsyncLedger fails at once, and so does the next one (nothing is
     left waiting for a group that can no longer run)."""

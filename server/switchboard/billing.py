@@ -222,10 +222,9 @@ class Meter:
             await self._release_slot()
 
     async def _settle(self, credits: int, note: str) -> None:
-        led = self.billing.ledger.ledger
         lease = self.lease if self._slot and isinstance(self.billing.limiter, LedgerSlots) else ""
-        result = await self.billing.ledger.call(
-            led.settle, self.account.account_id, self.request.request_id, credits, note, lease
+        result = await self.billing.ledger.settle(
+            self.account.account_id, self.request.request_id, credits, note, lease
         )
         if lease:
             self._slot = False  # returned in the settlement's transaction

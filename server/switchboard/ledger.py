@@ -28,12 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError, SwitchboardError
 from switchboard.types import Plan
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class EntryKind(enum.IntEnum):
@@ -108,6 +109,8 @@ class SlotClaim:
 
 HoldArgs = tuple[str, str, int, int, "SlotClaim | None"]
 """The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot."""
+SettleArgs = tuple[str, str, int, str, str]
+"""The arguments of one ``Ledger.settle``: account id, request id, charge, note, lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,16 +286,21 @@ class Ledger:
         hold refused (insufficient credits, concurrency limit, duplicate) leaves no trace and the
         others stand. The result for each is its record or the error ``hold`` would have raised;
         if the transaction itself fails, the error is raised and nothing is held."""
-        results: list[AccountRecord | Exception] = []
+        return self._each_in_savepoint(self._hold, holds)
+
+    def _each_in_savepoint(self, op: Callable[..., R], calls: Sequence[tuple[Any, ...]]) -> list[R | Exception]:
+        """``op(tx, *args)`` for each ``args`` in one transaction, each in a savepoint: a call that
+        raises a SwitchboardError is rolled back alone and its error returned in its place."""
+        results: list[R | Exception] = []
         with self.store.transaction() as tx:
-            for args in holds:
-                tx.run("SAVEPOINT hold")
+            for args in calls:
+                tx.run("SAVEPOINT op")
                 try:
-                    results.append(self._hold(tx, *args))
+                    results.append(op(tx, *args))
                 except SwitchboardError as exc:
-                    tx.run("ROLLBACK TO SAVEPOINT hold")
+                    tx.run("ROLLBACK TO SAVEPOINT op")
                     results.append(exc)
-                tx.run("RELEASE SAVEPOINT hold")
+                tx.run("RELEASE SAVEPOINT op")
         return results
 
     def _hold(
@@ -408,40 +416,48 @@ class Ledger:
         ``charge`` 0 is a release. Settling twice changes nothing. ``lease`` names a slot to
         return in the same transaction."""
         with self.store.transaction() as tx:
-            if lease:
-                tx.run("DELETE FROM slots WHERE account_id = %s AND lease = %s", (account_id, lease))
-            record = self._rollover(tx, self._require(tx, account_id))
-            hold = self._open_hold(tx, account_id, request_id)
-            if hold is None:
-                row = tx.one(
-                    "SELECT credits FROM ledger WHERE idempotency_key = %s", (f"settle:{account_id}:{request_id}",)
-                )
-                return Settlement(self._with_held(tx, record), int(row[0]) if row else 0, closed=False)
-            allowance_part, topup_part, period_start = hold
-            spent = max(0, min(charge, allowance_part + topup_part))
-            spent_allowance = min(spent, allowance_part)
-            back_allowance = allowance_part - spent_allowance
-            back_topup = topup_part - (spent - spent_allowance)
-            if period_start != record.period_start:
-                back_allowance = 0  # that allowance expired with its period
-                note = (note + "; " if note else "") + "allowance part expired with its period"
-            kind = EntryKind.CHARGE if spent else EntryKind.RELEASE
-            tx.run(
-                "UPDATE holds SET state = %s WHERE account_id = %s AND request_id = %s",
-                (HoldState.CHARGED if spent else HoldState.RELEASED, account_id, request_id),
+            return self._settle(tx, account_id, request_id, charge, note, lease)
+
+    def settle_many(self, settlements: Sequence[SettleArgs]) -> list[Settlement | Exception]:
+        """``settle`` for each of ``settlements``, in order, in one transaction (a savepoint each,
+        as ``hold_many``)."""
+        return self._each_in_savepoint(self._settle, settlements)
+
+    def _settle(self, tx: Tx, account_id: str, request_id: str, charge: int, note: str, lease: str) -> Settlement:
+        if lease:
+            tx.run("DELETE FROM slots WHERE account_id = %s AND lease = %s", (account_id, lease))
+        record = self._rollover(tx, self._require(tx, account_id))
+        hold = self._open_hold(tx, account_id, request_id)
+        if hold is None:
+            row = tx.one(
+                "SELECT credits FROM ledger WHERE idempotency_key = %s", (f"settle:{account_id}:{request_id}",)
             )
-            self._move(
-                tx,
-                account_id,
-                kind,
-                back_allowance,
-                back_topup,
-                request_id,
-                f"settle:{account_id}:{request_id}",
-                credits=spent,
-                note=note,
-            )
-            return Settlement(self._with_held(tx, self._require(tx, account_id)), spent, closed=True)
+            return Settlement(self._with_held(tx, record), int(row[0]) if row else 0, closed=False)
+        allowance_part, topup_part, period_start = hold
+        spent = max(0, min(charge, allowance_part + topup_part))
+        spent_allowance = min(spent, allowance_part)
+        back_allowance = allowance_part - spent_allowance
+        back_topup = topup_part - (spent - spent_allowance)
+        if period_start != record.period_start:
+            back_allowance = 0  # that allowance expired with its period
+            note = (note + "; " if note else "") + "allowance part expired with its period"
+        kind = EntryKind.CHARGE if spent else EntryKind.RELEASE
+        tx.run(
+            "UPDATE holds SET state = %s WHERE account_id = %s AND request_id = %s",
+            (HoldState.CHARGED if spent else HoldState.RELEASED, account_id, request_id),
+        )
+        self._move(
+            tx,
+            account_id,
+            kind,
+            back_allowance,
+            back_topup,
+            request_id,
+            f"settle:{account_id}:{request_id}",
+            credits=spent,
+            note=note,
+        )
+        return Settlement(self._with_held(tx, self._require(tx, account_id)), spent, closed=True)
 
     def sweep(self, limit: int = 200) -> int:
         """Release holds past their expiry; returns how many."""
@@ -626,23 +642,78 @@ class Ledger:
         )
 
 
+class _Group(Generic[R]):
+    """Calls of one ledger operation that arrive while the ledger thread is busy, run together in
+    one transaction (``run_many``) when it gets to them, in arrival order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, run_many: Callable[[Sequence[tuple[Any, ...]]], list[R | Exception]]):
+        self.pool = pool
+        self.run_many = run_many
+        self.transactions = 0
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[R]]] = []
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    async def submit(self, args: tuple[Any, ...]) -> R:
+        """Queue one call and wait for its result (or its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        with self._lock:
+            self._pending.append((args, future))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            try:
+                loop.run_in_executor(self.pool, self._run, loop)
+            except RuntimeError as exc:  # the ledger is closing: fail what waits, leave nothing stuck
+                for waiting in self._take():
+                    _resolve(waiting[1], exc)
+        return await future
+
+    def _take(self) -> list[tuple[tuple[Any, ...], asyncio.Future[R]]]:
+        with self._lock:
+            group, self._pending = self._pending, []
+            self._scheduled = False
+        return group
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the ledger thread: run every call waiting now in one transaction, then hand each
+        result (or error) back to its caller on the event loop."""
+        group = self._take()
+        if not group:
+            return
+        self.transactions += 1
+        try:
+            results: list[R | Exception] = self.run_many([args for args, _ in group])
+        except Exception as exc:  # the transaction failed: none of the calls took effect
+            results = [exc] * len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+
 class AsyncLedger:
     """The ledger for asyncio code: each operation runs on one of the store's threads.
 
-    With a single-writer store (SQLite: one connection, one thread), holds are grouped: the holds
-    that arrive while the ledger thread is busy are taken together in one transaction
-    (``Ledger.hold_many``) when it gets to them, so a burst of new streams costs one write lock,
-    one commit and one thread hop per group instead of per stream, with the same outcome for each
-    hold as if it had run alone, in arrival order."""
+    With a single-writer store (SQLite: one connection, one thread), holds and settlements are
+    grouped: those that arrive while the ledger thread is busy are taken together in one
+    transaction (``Ledger.hold_many``, ``Ledger.settle_many``: a savepoint each, in arrival order,
+    each with the outcome it would have alone), so a burst of stream starts or ends costs one write
+    lock, one commit and one thread hop per group instead of per stream."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._pool = ThreadPoolExecutor(max_workers=ledger.store.workers, thread_name_prefix="ledger")
-        self._group = ledger.store.workers == 1
-        self._pending: list[tuple[HoldArgs, asyncio.Future[AccountRecord]]] = []
-        self._scheduled = False
-        self._lock = threading.Lock()
-        self.hold_transactions = 0  # transactions that took holds (fewer than holds when grouped)
+        self._grouped = ledger.store.workers == 1
+        self._holds: _Group[AccountRecord] = _Group(self._pool, ledger.hold_many)
+        self._settles: _Group[Settlement] = _Group(self._pool, ledger.settle_many)
+
+    @property
+    def hold_transactions(self) -> int:
+        """Transactions that took holds (fewer than the holds when they arrive together and are grouped)."""
+        return self._holds.transactions
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (a Ledger method) off the event loop."""
@@ -652,44 +723,18 @@ class AsyncLedger:
         self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
     ) -> AccountRecord:
         """``Ledger.hold``, grouped with other holds waiting for the ledger thread."""
-        if not self._group:
-            self.hold_transactions += 1
+        if not self._grouped:
+            self._holds.transactions += 1
             return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[AccountRecord] = loop.create_future()
-        with self._lock:
-            self._pending.append(((account_id, request_id, credits, expires_ms, slot), future))
-            schedule = not self._scheduled
-            self._scheduled = True
-        if schedule:
-            try:
-                loop.run_in_executor(self._pool, self._hold_group, loop)
-            except RuntimeError as exc:  # the ledger is closing: fail what waits, leave nothing stuck
-                with self._lock:
-                    group, self._pending = self._pending, []
-                    self._scheduled = False
-                for _, waiting in group:
-                    _resolve(waiting, exc)
-        return await future
+        return await self._holds.submit((account_id, request_id, credits, expires_ms, slot))
 
-    def _hold_group(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the ledger thread: take every hold waiting now in one transaction, then hand each
-        result (or error) back to its caller on the event loop."""
-        with self._lock:
-            group, self._pending = self._pending, []
-            self._scheduled = False
-        if not group:
-            return
-        self.hold_transactions += 1
-        try:
-            results: list[AccountRecord | Exception] = self.ledger.hold_many([args for args, _ in group])
-        except Exception as exc:  # the transaction failed: nothing was held
-            results = [exc] * len(group)
-        for (_, future), result in zip(group, results, strict=True):
-            try:
-                loop.call_soon_threadsafe(_resolve, future, result)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                return
+    async def settle(
+        self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = ""
+    ) -> Settlement:
+        """``Ledger.settle``, grouped with other settlements waiting for the ledger thread."""
+        if not self._grouped:
+            return await self.call(self.ledger.settle, account_id, request_id, charge, note, lease)
+        return await self._settles.submit((account_id, request_id, charge, note, lease))
 
     def close(self) -> None:
         """Stop the threads and close the store."""
@@ -697,7 +742,7 @@ class AsyncLedger:
         self.ledger.store.close()
 
 
-def _resolve(future: asyncio.Future[AccountRecord], result: AccountRecord | Exception) -> None:
+def _resolve(future: asyncio.Future[R], result: R | Exception) -> None:
     if future.done():  # the caller was cancelled; a hold it took expires and is swept
         return
     if isinstance(result, Exception):
