@@ -7,6 +7,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +15,8 @@ from conftest import ServerFactory, wait_until
 from fakes import PNG_1X1, TOKENS, FakeFal, FakeProvider
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
-from switchboard.catalog import load_catalog
+from switchboard.app import provider_endpoints
+from switchboard.catalog import default_config_text, load_catalog
 from switchboard.errors import ProviderError
 from switchboard.health import CircuitBreaker
 from switchboard.providers import real_adapters
@@ -26,6 +28,7 @@ from switchboard.providers.http import Endpoint
 from switchboard.providers.openai_compat import OpenAICompatProvider
 from switchboard.providers.openai_media import OpenAIProvider
 from switchboard.selection import derive_requirements
+from switchboard.settings import Settings
 from switchboard.types import (
     Artifact,
     Attachment,
@@ -454,3 +457,52 @@ class TestReloadClosesRetiredClients:
         assert handle.reload({"gemini": new}) is True  # the same client carried over stays open
         await asyncio.sleep(0.1)
         assert not new.closed
+
+
+class TestProviderKeysFile:
+    """Keys from a secrets file the config names: used, overridden by the environment, re-read on
+    reload (key rotation), and a missing file is a config error that names it."""
+
+    async def test_keys_file_named_by_the_config(self, start_server: ServerFactory, tmp_path: Path) -> None:
+        fake = FakeProvider("gemini")
+        base = await fake.start()
+        keys = tmp_path / "keys.yaml"
+        keys.write_text("GEMINI_API_KEY: key-one\n")
+        config = tmp_path / "switchboard.yaml"
+        config.write_text(default_config_text() + "\nproviderKeysFile: keys.yaml\n")
+        try:
+            handle, stub = await start_server(config_path=str(config), provider_base_urls={"gemini": base})
+            listing = {m.model.id: m for m in (await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)).models}
+            assert not listing["gemini-3.1-flash-lite"].simulated
+            assert listing["gpt-5.4-nano"].simulated  # no key for OpenAI in the file
+            req = router_pb2.GenerateRequest(
+                account_id="k", modality=1, prompt="hi", pinned_model_id="gemini-3.1-flash-lite"
+            )
+            frames = [f async for f in stub.Generate(req, timeout=10)]
+            assert not frames[-1].completion.simulated
+            assert fake.requests[-1][1]["x-goog-api-key"] == "key-one"
+
+            keys.write_text("GEMINI_API_KEY: key-two\n")  # rotated, then SIGHUP
+            assert handle.reload() is True
+            req.request_id = "after-rotation"
+            frames = [f async for f in stub.Generate(req, timeout=10)]
+            assert fake.requests[-1][1]["x-goog-api-key"] == "key-two"
+
+            keys.unlink()
+            with capture_logs() as logs:
+                assert handle.reload() is False  # the running config and its keys stay
+            refused = next(e for e in logs if e["event"] == "reload_refused")["reason"]
+            assert str(config) in refused
+            assert "providerKeysFile" in refused
+            assert "key-two" not in refused
+        finally:
+            await fake.stop()
+
+    def test_environment_overrides_the_file(self, tmp_path: Path) -> None:
+        (tmp_path / "keys.yaml").write_text("GEMINI_API_KEY: from-file\nANTHROPIC_API_KEY: a-file\n")
+        config = catalog_pb2.Config(provider_keys_file="keys.yaml")
+        settings = Settings(config_path=str(tmp_path / "c.yaml"), provider_keys={"GEMINI_API_KEY": "from-env"})
+        endpoints = provider_endpoints(settings, config, "c.yaml")
+        assert endpoints["gemini"].api_key == "from-env"
+        assert endpoints["anthropic"].api_key == "a-file"
+        assert "from-env" not in repr(endpoints) + repr(settings)  # keys stay out of reprs

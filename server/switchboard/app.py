@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -18,12 +19,14 @@ from switchboard.health import CircuitBreaker
 from switchboard.ledger import AsyncLedger, Ledger
 from switchboard.limiter import LedgerSlots, MemoryLimiter, RedisLimiter, SlotLimiter
 from switchboard.providers import ProviderRegistry, real_adapters
+from switchboard.providers.http import Endpoint
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import Selector
-from switchboard.settings import Settings
+from switchboard.settings import Settings, endpoints_for, read_keys_file
 from switchboard.stores import open_store
 from switchboard.tracing import Tracing
 from switchboard.types import Catalog, HealthView, Provider
+from switchboard.v1 import catalog_pb2
 
 
 @dataclass
@@ -112,6 +115,25 @@ def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
     raise ConfigError(f"--limiter {settings.limiter!r}: use ledger, memory or redis://HOST:PORT/DB")
 
 
+def provider_endpoints(settings: Settings, config: catalog_pb2.Config, name: str) -> dict[str, Endpoint]:
+    """The providers with credentials: keys from the keys file the config names (read at every
+    load, so a reload picks up rotated keys; a relative path is taken from the config file's
+    directory), overridden by ``--provider-keys-file`` and the environment."""
+    keys: dict[str, str] = {}
+    if config.provider_keys_file:
+        path = Path(config.provider_keys_file)
+        if not path.is_absolute() and settings.config_path:
+            path = Path(settings.config_path).parent / path
+        try:
+            keys = read_keys_file(path)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: providerKeysFile: {exc}") from None
+    keys.update(settings.provider_keys)
+    return endpoints_for(
+        keys, settings.provider_base_urls, settings.provider_connect_timeout_s, settings.provider_read_timeout_s
+    )
+
+
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None, reuse: App | None = None) -> App:
     """Load the config and wire the core to its adapters; raises ConfigError on a bad config.
 
@@ -124,7 +146,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     catalog = build_catalog(config, name)
     keys = key_ring(((k.name, k.sha256, k.role) for k in config.api_keys), name)
     simulator = SimulatedProvider(settings.simulation)
-    chosen = dict(adapters) if adapters is not None else real_adapters(settings.provider_endpoints)
+    chosen = dict(adapters) if adapters is not None else real_adapters(provider_endpoints(settings, config, name))
     providers = ProviderRegistry(catalog.models, chosen, simulator if settings.allow_simulated else None)
     health = (
         reuse.health

@@ -8,6 +8,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from switchboard.convert import Limits
 from switchboard.errors import ConfigError
@@ -41,7 +42,12 @@ class Settings:
     balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
-    provider_endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    # Provider keys (from --provider-keys-file, overridden by the environment; a keys file the
+    # config names fills in the rest at each load), base URLs given by flag, and timeouts.
+    provider_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    provider_base_urls: Mapping[str, str] = field(default_factory=dict)
+    provider_connect_timeout_s: float = 5.0
+    provider_read_timeout_s: float = 60.0
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
     # Operations: TLS, authentication, metrics and transport limits (docs/operations.md).
@@ -232,31 +238,44 @@ def add_provider_arguments(
     )
 
 
-def provider_endpoints(args: argparse.Namespace) -> dict[str, Endpoint]:
-    """An endpoint for every adapter with a key (or, for openai_compat, a base URL)."""
-    keys: dict[str, str] = dict(getattr(args, "provider_environ", {}) or {})
-    if args.provider_keys_file:
-        import yaml  # noqa: PLC0415
+def read_keys_file(path: str | Path) -> dict[str, str]:
+    """A provider keys file: YAML or JSON mapping key variable names (OPENAI_API_KEY, ...) to keys.
+    Errors name the file, never a key."""
+    import yaml  # noqa: PLC0415
 
-        try:
-            with open(args.provider_keys_file, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(
-                f"{args.provider_keys_file}: cannot read the provider keys file ({type(exc).__name__})"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{args.provider_keys_file}: must map key names to keys")
-        keys.update({str(k): str(v) for k, v in loaded.items()})
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the provider keys file ({type(exc).__name__})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: must map key names to keys")
+    return {str(k): str(v) for k, v in loaded.items()}
+
+
+def endpoints_for(
+    keys: Mapping[str, str], base_urls: Mapping[str, str], connect_s: float, read_s: float
+) -> dict[str, Endpoint]:
+    """An endpoint for every adapter with a key (or, for openai_compat, a base URL given)."""
     endpoints = {}
     for name, spec in ADAPTERS.items():
-        base = getattr(args, f"{name}_base_url") or spec.base_url
+        base = base_urls.get(name) or spec.base_url
         key = keys.get(spec.key_env, "")
-        if base and (key or (name == "openai_compat" and getattr(args, f"{name}_base_url"))):
-            endpoints[name] = Endpoint(
-                base, key, float(args.provider_connect_timeout), float(args.provider_read_timeout)
-            )
+        if base and (key or (name == "openai_compat" and base_urls.get(name))):
+            endpoints[name] = Endpoint(base, key, connect_s, read_s)
     return endpoints
+
+
+def provider_keys(args: argparse.Namespace) -> dict[str, str]:
+    """Keys from ``--provider-keys-file``, overridden by the environment's."""
+    keys = read_keys_file(args.provider_keys_file) if args.provider_keys_file else {}
+    keys.update(getattr(args, "provider_environ", {}) or {})
+    return keys
+
+
+def provider_base_urls(args: argparse.Namespace) -> dict[str, str]:
+    """The base URLs given by flag, per adapter."""
+    return {name: url for name in ADAPTERS if (url := getattr(args, f"{name}_base_url"))}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -297,7 +316,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         keepalive_timeout_s=float(args.keepalive_timeout),
         keepalive_permit_without_calls=not args.keepalive_require_calls,
         min_ping_interval_s=float(args.min_ping_interval),
-        provider_endpoints=provider_endpoints(args),
+        provider_keys=provider_keys(args),
+        provider_base_urls=provider_base_urls(args),
+        provider_connect_timeout_s=float(args.provider_connect_timeout),
+        provider_read_timeout_s=float(args.provider_read_timeout),
         breaker_failures=int(args.breaker_failures),
         breaker_cooldown_s=float(args.breaker_cooldown),
     )

@@ -856,9 +856,14 @@ type Config struct {
 	TierPrices []*TierPrice `protobuf:"bytes,4,rep,name=tier_prices,json=tierPrices,proto3" json:"tier_prices,omitempty"`
 	// The API keys allowed to call the server. When empty, the server runs without
 	// authentication, which it only allows on a loopback address unless told otherwise.
-	ApiKeys       []*ApiKey `protobuf:"bytes,6,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ApiKeys []*ApiKey `protobuf:"bytes,6,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	// A secrets file (YAML or JSON) mapping provider key names such as OPENAI_API_KEY to keys,
+	// read at start-up and at every reload; a relative path is taken from this config file's
+	// directory. Keys never go in this config itself. The --provider-keys-file flag and the
+	// environment override what it holds.
+	ProviderKeysFile string `protobuf:"bytes,7,opt,name=provider_keys_file,json=providerKeysFile,proto3" json:"provider_keys_file,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -924,6 +929,13 @@ func (x *Config) GetApiKeys() []*ApiKey {
 		return x.ApiKeys
 	}
 	return nil
+}
+
+func (x *Config) GetProviderKeysFile() string {
+	if x != nil {
+		return x.ProviderKeysFile
+	}
+	return ""
 }
 
 // ApiKey is one key a client sends as `authorization: Bearer <key>`. Only the key's SHA-256
@@ -1032,14 +1044,15 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12'\n" +
 	"\x0fmonthly_credits\x18\x03 \x01(\x03R\x0emonthlyCredits\x126\n" +
 	"\x17max_concurrent_requests\x18\x04 \x01(\x05R\x15maxConcurrentRequests\x12;\n" +
-	"\bdefaults\x18\x05 \x03(\v2\x1f.switchboard.v1.ModalityDefaultR\bdefaults\"\xfa\x01\n" +
+	"\bdefaults\x18\x05 \x03(\v2\x1f.switchboard.v1.ModalityDefaultR\bdefaults\"\xa8\x02\n" +
 	"\x06Config\x12-\n" +
 	"\x06models\x18\x01 \x03(\v2\x15.switchboard.v1.ModelR\x06models\x12*\n" +
 	"\x05plans\x18\x02 \x03(\v2\x14.switchboard.v1.PlanR\x05plans\x12&\n" +
 	"\x0fdefault_plan_id\x18\x03 \x01(\tR\rdefaultPlanId\x12:\n" +
 	"\vtier_prices\x18\x04 \x03(\v2\x19.switchboard.v1.TierPriceR\n" +
 	"tierPrices\x121\n" +
-	"\bapi_keys\x18\x06 \x03(\v2\x16.switchboard.v1.ApiKeyR\aapiKeys\"d\n" +
+	"\bapi_keys\x18\x06 \x03(\v2\x16.switchboard.v1.ApiKeyR\aapiKeys\x12,\n" +
+	"\x12provider_keys_file\x18\a \x01(\tR\x10providerKeysFile\"d\n" +
 	"\x06ApiKey\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12.\n" +

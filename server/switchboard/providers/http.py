@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -38,7 +38,7 @@ class Endpoint:
     """Where a provider is and how long to wait for it."""
 
     base_url: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
 

@@ -170,18 +170,20 @@ class Plan(_message.Message):
     def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., monthly_credits: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ..., defaults: _Optional[_Iterable[_Union[ModalityDefault, _Mapping]]] = ...) -> None: ...
 
 class Config(_message.Message):
-    __slots__ = ("models", "plans", "default_plan_id", "tier_prices", "api_keys")
+    __slots__ = ("models", "plans", "default_plan_id", "tier_prices", "api_keys", "provider_keys_file")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PLANS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_PRICES_FIELD_NUMBER: _ClassVar[int]
     API_KEYS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_KEYS_FILE_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[Model]
     plans: _containers.RepeatedCompositeFieldContainer[Plan]
     default_plan_id: str
     tier_prices: _containers.RepeatedCompositeFieldContainer[TierPrice]
     api_keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
-    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., default_plan_id: _Optional[str] = ..., tier_prices: _Optional[_Iterable[_Union[TierPrice, _Mapping]]] = ..., api_keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+    provider_keys_file: str
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., default_plan_id: _Optional[str] = ..., tier_prices: _Optional[_Iterable[_Union[TierPrice, _Mapping]]] = ..., api_keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., provider_keys_file: _Optional[str] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("name", "sha256", "role")

@@ -456,6 +456,13 @@ export interface Config {
    * authentication, which it only allows on a loopback address unless told otherwise.
    */
   apiKeys: ApiKey[];
+  /**
+   * A secrets file (YAML or JSON) mapping provider key names such as OPENAI_API_KEY to keys,
+   * read at start-up and at every reload; a relative path is taken from this config file's
+   * directory. Keys never go in this config itself. The --provider-keys-file flag and the
+   * environment override what it holds.
+   */
+  providerKeysFile: string;
 }
 
 /**
@@ -1386,7 +1393,7 @@ export const Plan: MessageFns<Plan> = {
 };
 
 function createBaseConfig(): Config {
-  return { models: [], plans: [], defaultPlanId: "", tierPrices: [], apiKeys: [] };
+  return { models: [], plans: [], defaultPlanId: "", tierPrices: [], apiKeys: [], providerKeysFile: "" };
 }
 
 export const Config: MessageFns<Config> = {
@@ -1405,6 +1412,9 @@ export const Config: MessageFns<Config> = {
     }
     for (const v of message.apiKeys) {
       ApiKey.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.providerKeysFile !== "") {
+      writer.uint32(58).string(message.providerKeysFile);
     }
     return writer;
   },
@@ -1462,6 +1472,14 @@ export const Config: MessageFns<Config> = {
             message.apiKeys.push(ApiKey.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.providerKeysFile = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1493,6 +1511,11 @@ export const Config: MessageFns<Config> = {
         : globalThis.Array.isArray(object?.api_keys)
         ? object.api_keys.map((e: any) => ApiKey.fromJSON(e))
         : [],
+      providerKeysFile: isSet(object.providerKeysFile)
+        ? globalThis.String(object.providerKeysFile)
+        : isSet(object.provider_keys_file)
+        ? globalThis.String(object.provider_keys_file)
+        : "",
     };
   },
 
@@ -1513,6 +1536,9 @@ export const Config: MessageFns<Config> = {
     if (message.apiKeys?.length) {
       obj.apiKeys = message.apiKeys.map((e) => ApiKey.toJSON(e));
     }
+    if (message.providerKeysFile !== "") {
+      obj.providerKeysFile = message.providerKeysFile;
+    }
     return obj;
   },
 
@@ -1526,6 +1552,7 @@ export const Config: MessageFns<Config> = {
     message.defaultPlanId = object.defaultPlanId ?? "";
     message.tierPrices = object.tierPrices?.map((e) => TierPrice.fromPartial(e)) || [];
     message.apiKeys = object.apiKeys?.map((e) => ApiKey.fromPartial(e)) || [];
+    message.providerKeysFile = object.providerKeysFile ?? "";
     return message;
   },
 };
