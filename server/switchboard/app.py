@@ -53,8 +53,7 @@ class App:
     # Generate streams running on this app, and what happens to its provider clients once a
     # reload has replaced it (see ``retire``).
     streams: int = 0
-    retired: bool = False
-    _keep: list[Provider] = field(default_factory=list)
+    _keep: list[Provider] | None = None  # set when retired: the successor's providers, left open
     _providers_closed: bool = False
 
     def stream_started(self) -> None:
@@ -64,14 +63,13 @@ class App:
     async def stream_ended(self) -> None:
         """A Generate stream of this app ended; the last one of a retired app closes its providers."""
         self.streams -= 1
-        if self.retired and self.streams == 0:
+        if self._keep is not None and self.streams == 0:
             await self._close_providers()
 
     async def retire(self, successor: App) -> None:
         """A reload replaced this app with ``successor``: close the provider clients that
         ``successor`` does not share as soon as this app's last stream has ended (now, if none is
         running). The ledger, limiter and health carry over and stay open."""
-        self.retired = True
         self._keep = successor.providers.adapters()
         if self.streams == 0:
             await self._close_providers()
@@ -79,7 +77,7 @@ class App:
     async def _close_providers(self) -> None:
         if not self._providers_closed:
             self._providers_closed = True
-            await self.providers.close(keep=self._keep)
+            await self.providers.close(keep=self._keep or ())
 
     async def shutdown(self) -> None:
         """Wait for cancelled streams to settle their credits, run the ``on_shutdown`` callbacks (each

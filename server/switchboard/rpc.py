@@ -82,6 +82,20 @@ class Guard:
         self.tracer = tracer
 
 
+class _Method:
+    """One wrapped method, resolved once at registration: its names, its request parser and the
+    guard its calls pass through."""
+
+    __slots__ = ("guard", "parse", "path", "rpc", "service")
+
+    def __init__(self, service: str, rpc: str, parse: Callable[[bytes], Any], guard: Guard) -> None:
+        self.service = service
+        self.rpc = rpc
+        self.path = f"/{service}/{rpc}"
+        self.parse = parse
+        self.guard = guard
+
+
 def _account(request: Any) -> str:
     inner = getattr(request, "request", None)
     return str(getattr(inner if inner is not None else request, "account_id", ""))[:256]
@@ -90,37 +104,34 @@ def _account(request: Any) -> str:
 class _Call:
     """Bookkeeping for one RPC: its log context, its outcome and the single log event."""
 
-    __slots__ = ("fields", "probe", "rpc", "span", "start", "status", "token")
+    __slots__ = ("fields", "method", "probe", "span", "start", "status", "token")
 
-    def __init__(self, rpc: str, guard: Guard, streaming: bool, method: str, context: grpc.aio.ServicerContext) -> None:
-        self.rpc = rpc
+    def __init__(self, method: _Method, streaming: bool, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
         self.start = time.perf_counter()
         self.status = "OK"
-        self.probe = guard.observer.begin(rpc, streaming)
-        self.fields = logs.open_call(rpc=rpc, request_id=os.urandom(12).hex())
+        self.probe = method.guard.observer.begin(method.rpc, streaming)
+        self.fields = logs.open_call(rpc=method.rpc, request_id=os.urandom(12).hex())
         self.span: trace.Span | None = None
         self.token: object = None
-        if guard.tracer is not None:
-            service, _, name = method.lstrip("/").partition("/")
-            self.span = guard.tracer.start_span(
-                method.lstrip("/"),
+        if method.guard.tracer is not None:
+            self.span = method.guard.tracer.start_span(
+                method.path[1:],
                 context=tracing.parent_context(context.invocation_metadata()),
                 kind=trace.SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+                attributes={"rpc.system": "grpc", "rpc.service": method.service, "rpc.method": method.rpc},
             )
             self.token = otel_context.attach(trace.set_span_in_context(self.span))
 
-    def admit(
-        self, method: str, guard: Guard, parse: Callable[[bytes], Any], raw: bytes, context: grpc.aio.ServicerContext
-    ) -> Any:
+    def admit(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Authenticate the call, then parse its request; raise SwitchboardError when either fails."""
-        ring = guard.keys()
+        ring = self.method.guard.keys()
         if ring.enabled:
-            key = ring.authenticate(method, context.invocation_metadata())
+            key = ring.authenticate(self.method.path, context.invocation_metadata())
             if key is not None:
                 self.fields["api_key"] = key.name
         try:
-            request = parse(raw)
+            request = self.method.parse(raw)
         except DecodeError as exc:
             raise InvalidRequestError("MALFORMED_MESSAGE", f"the request message does not parse: {exc}") from None
         self.fields["account"] = _account(request)
@@ -157,15 +168,11 @@ class _Call:
         otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
-def _wrap_unary(
-    method: str, behavior: Callable[..., Awaitable[Any]], parse: Callable[[bytes], Any], guard: Guard
-) -> Callable[..., Awaitable[Any]]:
-    rpc = method.rsplit("/", 1)[-1]
-
+def _wrap_unary(method: _Method, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(rpc, guard, False, method, context)
+        call = _Call(method, False, context)
         try:
-            request = call.admit(method, guard, parse, raw, context)
+            request = call.admit(raw, context)
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             call.status = "CANCELLED" if context.cancelled() else call.status
@@ -178,15 +185,11 @@ def _wrap_unary(
     return unary
 
 
-def _wrap_stream(
-    method: str, behavior: Callable[..., AsyncIterator[Any]], parse: Callable[[bytes], Any], guard: Guard
-) -> Callable[..., AsyncIterator[Any]]:
-    rpc = method.rsplit("/", 1)[-1]
-
+def _wrap_stream(method: _Method, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        call = _Call(rpc, guard, True, method, context)
+        call = _Call(method, True, context)
         try:
-            request = call.admit(method, guard, parse, raw, context)
+            request = call.admit(raw, context)
             probe = call.probe
             async for response in behavior(request, context):
                 probe.response(response)
@@ -213,17 +216,16 @@ def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: o
     for m in service.methods:
         if m.client_streaming:
             raise TypeError(f"{service.full_name}.{m.name}: client streaming is not supported")
-        method = f"/{service.full_name}/{m.name}"
-        parse = GetMessageClass(m.input_type).FromString
+        method = _Method(service.full_name, m.name, GetMessageClass(m.input_type).FromString, guard)
         serialize = GetMessageClass(m.output_type).SerializeToString
         behavior = getattr(servicer, m.name)
         if m.server_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, behavior, parse, guard), response_serializer=serialize
+                _wrap_stream(method, behavior), response_serializer=serialize
             )
         else:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, behavior, parse, guard), response_serializer=serialize
+                _wrap_unary(method, behavior), response_serializer=serialize
             )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
