@@ -115,7 +115,7 @@ class _Children:
 
 
 class _Probe:
-    __slots__ = ("gap", "last", "metrics", "model", "rpc", "start", "streaming")
+    __slots__ = ("last", "metrics", "model", "rpc", "start", "streaming")
 
     def __init__(self, metrics: Metrics, rpc: str, streaming: bool) -> None:
         self.metrics = metrics
@@ -123,7 +123,6 @@ class _Probe:
         self.start = time.perf_counter()
         self.last = 0.0
         self.model = ""
-        self.gap: Any = None
         self.streaming = streaming
         if streaming:
             metrics.in_flight.inc()
@@ -131,24 +130,18 @@ class _Probe:
     def response(self, message: Any) -> None:
         kind = message.WhichOneof("event") if hasattr(message, "WhichOneof") else None
         m = self.metrics
-        if kind == "delta" and self.gap is not None:  # the common case: one more token
-            now = time.perf_counter()
-            self.gap.observe(now - self.last)
-            self.last = now
-        elif kind == "decision":
+        if kind == "decision":
             self.model = message.decision.model.id
         elif kind == "fallback":
             f = message.fallback
             m.c_fallbacks(f.from_model_id, f.to_model_id, f.reason).inc()
             self.model = f.to_model_id
-            self.gap = None
         elif kind in _OUTPUT:
             now = time.perf_counter()
             if self.last:
                 m.c_gap(self.model).observe(now - self.last)
             else:
                 m.c_ttft(self.model).observe(now - self.start)
-                self.gap = m.c_gap(self.model)
             self.last = now
         elif kind == "completion":
             self.model = message.completion.model_id
