@@ -1,5 +1,6 @@
 """The ``switchboard`` command: ``serve`` runs the server; ``models``, ``select`` and ``generate``
-call a running one so a person can try it without writing code; ``keys new`` makes an API key."""
+call a running one so a person can try it without writing code; ``keys new`` makes an API key;
+``migrate`` creates or upgrades the ledger's schema."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from grpc_status import rpc_status
 
 from switchboard import auth
 from switchboard.errors import ConfigError
-from switchboard.settings import add_serve_arguments, settings_from_args
+from switchboard.settings import Settings, add_serve_arguments, settings_from_args
 from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -141,6 +142,26 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(url: str) -> int:
+    from switchboard.logs import configure_logging  # noqa: PLC0415 - keeps client commands light
+    from switchboard.migrations import LATEST  # noqa: PLC0415
+    from switchboard.stores import open_store  # noqa: PLC0415
+
+    configure_logging("json")
+    try:
+        store = open_store(url)
+    except ConfigError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    store.close()
+    done = store.migrated
+    if done is None or done.before == done.after:
+        print(f"ledger schema: version {LATEST}, up to date")
+    else:
+        print(f"ledger schema: version {done.before} -> {done.after}")
+    return 0
+
+
 async def _client(args: argparse.Namespace) -> int:
     async with _channel(args) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
@@ -253,9 +274,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = keys.add_parser("new", help="print a new API key and its config entry")
     new.add_argument("--role", choices=("caller", "admin"), default="caller")
     new.add_argument("--name", default="new-key", help="a name for the key, shown in logs")
+    migrate = sub.add_parser("migrate", help="create or upgrade the ledger's schema, then exit")
+    migrate.add_argument(
+        "--ledger",
+        default=os.environ.get("SWITCHBOARD_LEDGER", Settings().ledger),
+        help="sqlite:PATH or postgresql://... (default: $SWITCHBOARD_LEDGER or the serve default)",
+    )
     args = parser.parse_args(argv)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "migrate":
+        return _migrate(args.ledger)
     if args.command == "serve":
         from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
         from switchboard.server import supervise  # noqa: PLC0415

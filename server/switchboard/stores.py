@@ -2,7 +2,8 @@
 
 Both give the ledger write transactions that serialize on the account: SQLite by taking the
 database's write lock up front (``BEGIN IMMEDIATE``, WAL mode), PostgreSQL by ``SELECT ... FOR
-UPDATE`` on the account row. The schema is the same in both.
+UPDATE`` on the account row. The schema is the same in both; ``migrations`` creates and upgrades
+it when a store opens.
 """
 
 from __future__ import annotations
@@ -15,51 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from switchboard import migrations
 from switchboard.errors import ConfigError
-from switchboard.ledger import Store
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-  account_id TEXT PRIMARY KEY,
-  plan_id TEXT NOT NULL,
-  allowance BIGINT NOT NULL,
-  topup BIGINT NOT NULL,
-  period_start BIGINT NOT NULL,
-  period_end BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS holds (
-  account_id TEXT NOT NULL,
-  request_id TEXT NOT NULL,
-  allowance_part BIGINT NOT NULL,
-  topup_part BIGINT NOT NULL,
-  period_start BIGINT NOT NULL,
-  expires_ms BIGINT NOT NULL,
-  state TEXT NOT NULL,
-  PRIMARY KEY (account_id, request_id)
-);
-CREATE INDEX IF NOT EXISTS holds_open ON holds (state, expires_ms);
-CREATE INDEX IF NOT EXISTS holds_account_state ON holds (account_id, state);
-CREATE TABLE IF NOT EXISTS ledger (
-  seq {serial},
-  account_id TEXT NOT NULL,
-  kind INTEGER NOT NULL,
-  amount BIGINT NOT NULL,
-  allowance_delta BIGINT NOT NULL,
-  topup_delta BIGINT NOT NULL,
-  credits BIGINT NOT NULL,
-  request_id TEXT NOT NULL,
-  idempotency_key TEXT NOT NULL UNIQUE,
-  note TEXT NOT NULL,
-  created_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account_id, seq);
-CREATE TABLE IF NOT EXISTS slots (
-  account_id TEXT NOT NULL,
-  lease TEXT NOT NULL,
-  expires_ms BIGINT NOT NULL,
-  PRIMARY KEY (account_id, lease)
-);
-"""
+from switchboard.migrations import Migrated
 
 
 class _SqliteTx:
@@ -85,16 +44,15 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def sqlite_connect(path: str | Path, schema: str) -> sqlite3.Connection:
-    """A connection in WAL mode with ``schema`` created. Switching to WAL does not wait on other
-    processes' locks, so set-up is retried while several workers start at once."""
+def sqlite_connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in WAL mode. Switching to WAL does not wait on other processes' locks, so
+    set-up is retried while several workers start at once."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     for attempt in range(200):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={round(_BUSY_TIMEOUT_S * 1000)}")
-            conn.executescript(schema)
             return conn
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or attempt == 199:
@@ -109,11 +67,21 @@ class SqliteStore:
     for_update = ""
     workers = 1
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        """Open (creating) the file and, unless ``migrate`` is False, bring its schema to the
+        latest version (``migrated`` says what was done)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite_connect(self.path, _SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        self._conn = sqlite_connect(self.path)
         self._lock = threading.Lock()
+        self.migrated: Migrated | None = None
+        if migrate:
+            try:
+                with self.transaction() as tx:  # BEGIN IMMEDIATE: one process migrates at a time
+                    self.migrated = migrations.migrate(tx, "sqlite")
+            except BaseException:
+                self._conn.close()
+                raise
 
     def _begin_immediate(self) -> None:
         """Take the write lock, retrying every 50 µs to 1 ms while another process holds it.
@@ -189,16 +157,22 @@ class PostgresStore:
 
     for_update = " FOR UPDATE"
 
-    def __init__(self, dsn: str, workers: int = 8) -> None:
+    def __init__(self, dsn: str, workers: int = 8, *, migrate: bool = True) -> None:
+        """Open a pool of up to ``workers`` connections and, unless ``migrate`` is False, bring the
+        schema to the latest version (``migrated`` says what was done)."""
         from psycopg_pool import ConnectionPool  # noqa: PLC0415 - only PostgreSQL deployments need it
 
         self.workers = workers
         self._pool = ConnectionPool(dsn, min_size=1, max_size=workers, open=True, kwargs={"autocommit": False})
-        with self._pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(727274)")  # one replica creates the schema at a time
-            for statement in _SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        self.migrated: Migrated | None = None
+        if migrate:
+            try:
+                with self.transaction() as tx:
+                    tx.run("SELECT pg_advisory_xact_lock(%s)", (migrations.ADVISORY_LOCK,))  # one replica at a time
+                    self.migrated = migrations.migrate(tx, "postgresql")
+            except BaseException:
+                self._pool.close()
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[_PgTx]:
@@ -218,8 +192,9 @@ class PostgresStore:
         self._pool.close()
 
 
-def open_store(url: str) -> Store:
-    """The store a ledger URL names: ``sqlite:PATH`` or ``postgresql://...``."""
+def open_store(url: str) -> SqliteStore | PostgresStore:
+    """The store a ledger URL names, ``sqlite:PATH`` or ``postgresql://...``, its schema migrated
+    to the latest version."""
     if url.startswith("sqlite:"):
         return SqliteStore(url.removeprefix("sqlite:").removeprefix("//"))
     if url.startswith(("postgresql://", "postgres://")):
