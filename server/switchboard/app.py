@@ -16,16 +16,17 @@ from switchboard.convert import Messages
 from switchboard.errors import ConfigError
 from switchboard.generation import Generator
 from switchboard.health import CircuitBreaker
-from switchboard.ledger import AsyncLedger, Ledger
+from switchboard.ledger import AsyncLedger, Ledger, Store
 from switchboard.limiter import LedgerSlots, MemoryLimiter, RedisLimiter, SlotLimiter
 from switchboard.providers import ProviderRegistry, real_adapters
 from switchboard.providers.http import Endpoint
 from switchboard.providers.simulated import SimulatedProvider
 from switchboard.selection import Selector
 from switchboard.settings import Settings, endpoints_for, read_keys_file
+from switchboard.sharedhealth import LedgerHealthStore, RedisHealthStore, SharedHealth
 from switchboard.stores import open_store
 from switchboard.tracing import Tracing
-from switchboard.types import Catalog, HealthView, Provider
+from switchboard.types import Catalog, HealthStore, ModelHealth, Provider
 from switchboard.v1 import catalog_pb2
 
 
@@ -43,7 +44,7 @@ class App:
     limiter: SlotLimiter
     accounts: LedgerAccounts
     billing: Billing
-    health: HealthView
+    health: ModelHealth
     messages: Messages
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
     tracing: Tracing | None = None  # OpenTelemetry export, when --otlp-endpoint is set
@@ -96,9 +97,13 @@ class App:
         limiter's."""
         await self._close_providers()
         await self.limiter.close()
+        await self.health.close()
         self.ledger.close()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # flushes over HTTP: off the event loop
+
+
+_REDIS = ("redis://", "rediss://", "unix://")
 
 
 def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
@@ -108,9 +113,20 @@ def open_limiter(settings: Settings, ledger: AsyncLedger) -> SlotLimiter:
         return LedgerSlots(ledger, lease_s=settings.lease_s)
     if settings.limiter == "memory":
         return MemoryLimiter()
-    if settings.limiter.startswith(("redis://", "rediss://", "unix://")):
+    if settings.limiter.startswith(_REDIS):
         return RedisLimiter(settings.limiter, lease_s=settings.lease_s)
     raise ConfigError(f"--limiter {settings.limiter!r}: use ledger, memory or redis://HOST:PORT/DB")
+
+
+def open_health(settings: Settings, store: Store) -> ModelHealth:
+    """Model health: breakers shared by every process through Redis when the limiter uses it,
+    otherwise through the ledger's ``store``; per process when ``--health-sync-interval`` is 0."""
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+    if settings.health_sync_s <= 0:
+        return breaker
+    redis = settings.limiter.startswith(_REDIS)
+    shared: HealthStore = RedisHealthStore(settings.limiter) if redis else LedgerHealthStore(store)
+    return SharedHealth(breaker, shared, settings.health_sync_s)
 
 
 def provider_endpoints(settings: Settings, config: catalog_pb2.Config, name: str) -> dict[str, Endpoint]:
@@ -146,19 +162,16 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     simulator = SimulatedProvider(settings.simulation)
     chosen = dict(adapters) if adapters is not None else real_adapters(provider_endpoints(settings, config, name))
     providers = ProviderRegistry(catalog.models, chosen, simulator if settings.allow_simulated else None)
-    health = (
-        reuse.health
-        if reuse is not None and isinstance(reuse.health, CircuitBreaker)
-        else CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
-    )
     tracing = (
         reuse.tracing if reuse is not None else (Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None)
     )
     if reuse is not None:
-        ledger, limiter = reuse.ledger, reuse.limiter
+        ledger, limiter, health = reuse.ledger, reuse.limiter, reuse.health
     else:
-        ledger = AsyncLedger(Ledger(open_store(settings.ledger), catalog.plans))
+        store = open_store(settings.ledger)
+        ledger = AsyncLedger(Ledger(store, catalog.plans))
         limiter = open_limiter(settings, ledger)
+        health = open_health(settings, store)
     billing_settings = BillingSettings(
         hold_ttl_s=settings.hold_ttl_s,
         keepalive_s=max(0.05, min(settings.hold_ttl_s, settings.lease_s) / 3),

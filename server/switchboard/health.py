@@ -7,17 +7,20 @@ breaker, and a single failure starts a new cool-down. Pinned requests are not af
 breaker only steers automatic selection. Reading the state (``is_available``, metrics) changes
 nothing.
 
-It is pure: no I/O, an injectable clock. It is the selector's ``HealthView`` and the generator's
-``AttemptObserver``.
+It is pure: no I/O, an injectable clock. It is the selector's ``HealthView``, the generator's
+``AttemptObserver`` and, on its own, per-process ``ModelHealth``; ``sharedhealth`` keeps it in
+step with the other processes of a deployment through ``replace``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
+
+from switchboard.types import BreakerState
 
 log = structlog.get_logger("switchboard")
 
@@ -73,3 +76,32 @@ class CircuitBreaker:
         if state is None or state.failures < self.threshold:
             return 0
         return max(0, round((state.open_until - self.clock()) * 1000))
+
+    def failures(self, model_id: str) -> int:
+        """Consecutive failures counted for the model (0 after a success)."""
+        state = self._states.get(model_id)
+        return 0 if state is None else state.failures
+
+    def replace(self, states: Mapping[str, BreakerState]) -> None:
+        """Take ``states`` (read from a shared store just now) as the whole truth: every model
+        not in it has no failures. ``on_change`` hears of each cool-down that starts or ends."""
+        now = self.clock()
+        before = {m for m, state in self._states.items() if state.failures >= self.threshold}
+        self._states = {
+            m: _State(state.failures, now + state.remaining_ms / 1000) for m, state in states.items() if state.failures
+        }
+        after = {m for m, state in self._states.items() if state.failures >= self.threshold}
+        for model_id in sorted(after - before):
+            log.warning("model_cooling_down", model=model_id, failures=self._states[model_id].failures, shared=True)
+            if self.on_change is not None:
+                self.on_change(model_id, False)
+        for model_id in sorted(before - after):
+            log.info("model_recovered", model=model_id, shared=True)
+            if self.on_change is not None:
+                self.on_change(model_id, True)
+
+    def start(self) -> None:
+        """Nothing runs in the background."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -26,7 +26,6 @@ from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
-from switchboard.health import CircuitBreaker
 from switchboard.logs import configure_logging
 from switchboard.metrics import Metrics
 from switchboard.reflection import enable_reflection
@@ -172,12 +171,11 @@ def _background(work: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
 
 
 async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> None:
-    """Publish every model as SERVING, then follow the circuit breaker: NOT_SERVING from the start
-    of a cool-down until the model next succeeds."""
+    """Publish every model as SERVING, then follow model health (shared by every process when a
+    shared store is in use): NOT_SERVING from the start of a cool-down until the model next
+    succeeds. Starts the health's background work."""
     for model in app.catalog.models:
         await servicer.set(MODEL_HEALTH_PREFIX + model.id, health_pb2.HealthCheckResponse.SERVING)
-    if not isinstance(app.health, CircuitBreaker):
-        return
     loop = asyncio.get_running_loop()
 
     def changed(model_id: str, serving: bool) -> None:
@@ -185,6 +183,7 @@ async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> 
         _background(servicer.set(MODEL_HEALTH_PREFIX + model_id, status), loop)
 
     app.health.on_change = changed
+    app.health.start()
 
 
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:

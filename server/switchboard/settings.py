@@ -50,6 +50,7 @@ class Settings:
     provider_read_timeout_s: float = 60.0
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
+    health_sync_s: float = 0.5  # how often model health is read from the shared store; 0: per process
     # Operations: TLS, authentication, metrics and transport limits (docs/operations.md).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -231,6 +232,13 @@ def add_provider_arguments(
         default=env("breaker-cooldown", d.breaker_cooldown_s),
         help="seconds a failing model is skipped by automatic selection",
     )
+    parser.add_argument(
+        "--health-sync-interval",
+        type=float,
+        default=env("health-sync-interval", d.health_sync_s),
+        help="seconds between reads of the model health all processes share (in Redis when --limiter is "
+        "redis://..., else in the ledger's database); 0 keeps model health per process",
+    )
     parser.set_defaults(
         provider_environ={
             spec.key_env: environ[spec.key_env] for spec in ADAPTERS.values() if environ.get(spec.key_env)
@@ -322,6 +330,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         provider_read_timeout_s=float(args.provider_read_timeout),
         breaker_failures=int(args.breaker_failures),
         breaker_cooldown_s=float(args.breaker_cooldown),
+        health_sync_s=max(0.0, float(args.health_sync_interval)),
     )
 
 

@@ -8,7 +8,7 @@ two in step.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
@@ -255,6 +255,67 @@ class HealthView(Protocol):
 
     def is_available(self, model_id: str) -> bool:
         """Whether automatic selection may use the model now."""
+        ...
+
+
+class ModelHealth(HealthView, Protocol):
+    """Model health as the server uses it: selection asks ``is_available``, the Generate flow
+    reports each provider call, ListModels shows the cool-down left, and the health service
+    follows ``on_change``. ``start`` begins any background work on the running event loop;
+    ``close`` ends it."""
+
+    on_change: Callable[[str, bool], None] | None
+    """Told (model id, serving) when a cool-down starts and when a model succeeds again."""
+
+    def record_success(self, model_id: str) -> None:
+        """The model's call finished."""
+        ...
+
+    def record_failure(self, model_id: str) -> None:
+        """The model's call failed with a provider error."""
+        ...
+
+    def cooldown_remaining_ms(self, model_id: str) -> int:
+        """Milliseconds until the model is tried again; 0 when it is available."""
+        ...
+
+    def start(self) -> None:
+        """Begin background work (if any) on the running event loop."""
+        ...
+
+    async def close(self) -> None:
+        """End background work and release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """One model's breaker as a shared store holds it: consecutive failures, and the
+    milliseconds left of its cool-down when it was read (0: none running)."""
+
+    failures: int
+    remaining_ms: int = 0
+
+
+class HealthStore(Protocol):
+    """Where every process of a deployment keeps the breakers they share (Redis or the ledger's
+    database). Failures and successes are written as they happen; the whole state is read
+    periodically."""
+
+    async def failure(self, model_id: str, threshold: int, cooldown_ms: int) -> None:
+        """Count a failure; at ``threshold`` or more, start (or restart) a cool-down of ``cooldown_ms``."""
+        ...
+
+    async def success(self, model_id: str) -> None:
+        """The model succeeded: forget its failures."""
+        ...
+
+    async def snapshot(self) -> dict[str, BreakerState]:
+        """Every model with failures counted."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
         ...
 
 
