@@ -10,8 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import FAST, ServerFactory
+from procs import ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
-from switchboard.v1 import catalog_pb2, router_pb2
+from servers import free_port
+from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
 
 REQ = router_pb2.GenerateRequest(account_id="acct-1", modality=catalog_pb2.MODALITY_TEXT, prompt="count me")
 
@@ -111,3 +113,89 @@ class TestMetrics:
         assert (
             m[("switchboard_requests_total", (("code", "UNAUTHENTICATED"), ("model", ""), ("rpc", "ListModels")))] == 2
         )
+
+
+ROUTER = "switchboard.v1.RouterService"
+
+
+def grpc_labels(method: str, kind: str = "unary") -> tuple[tuple[str, str], ...]:
+    return (("grpc_method", method), ("grpc_service", ROUTER), ("grpc_type", kind))
+
+
+def handled(method: str, code: str, kind: str = "unary") -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("grpc_server_handled_total", tuple(sorted((*grpc_labels(method, kind), ("grpc_code", code)))))
+
+
+class TestGrpcServerMetrics:
+    """The standard gRPC server metrics (go-grpc-prometheus names and labels) sit beside ours."""
+
+    async def test_started_handled_and_handling_time(self, start_server: ServerFactory) -> None:
+        """Unary and streaming calls, successful and refused, are counted by service, method, type and code."""
+        handle, stub = await start_server(metrics_listen="127.0.0.1:0")
+        assert handle.metrics_port
+        for _ in range(3):
+            await stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)
+        [f async for f in stub.Generate(REQ, timeout=10)]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.SelectModel(router_pb2.SelectModelRequest(), timeout=5)
+        m = await scrape(handle.metrics_port)
+        assert m[("grpc_server_started_total", grpc_labels("ListModels"))] == 3
+        assert m[handled("ListModels", "OK")] == 3
+        assert m[("grpc_server_handling_seconds_count", grpc_labels("ListModels"))] == 3
+        assert m[("grpc_server_started_total", grpc_labels("Generate", "server_stream"))] == 1
+        assert m[handled("Generate", "OK", "server_stream")] == 1
+        assert m[("grpc_server_handling_seconds_count", grpc_labels("Generate", "server_stream"))] == 1
+        assert m[handled("SelectModel", "InvalidArgument")] == 1
+        assert m[("switchboard_worker_processes", ())] == 1
+
+    def test_code_labels(self) -> None:
+        """Codes are spelled as go-grpc-prometheus spells them, so existing dashboards match."""
+        from switchboard.metrics import grpc_code_label  # noqa: PLC0415
+
+        got = [grpc_code_label(c.name) for c in grpc.StatusCode]
+        assert got[:5] == ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded"]
+        assert "ResourceExhausted" in got
+        assert "Unauthenticated" in got
+
+
+class TestWorkers:
+    """`serve --workers 2` has one /metrics for both workers."""
+
+    async def test_one_endpoint_sums_the_workers(self, tmp_path: Path) -> None:
+        """Calls spread over two workers (a connection each) are all counted on the one endpoint."""
+        metrics_port = free_port()
+        server = ServerProcess(
+            tmp_path,
+            "workers",
+            "--workers",
+            "2",
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
+            "--ledger",
+            f"sqlite:{tmp_path / 'l.db'}",
+            "--auto-create-accounts",
+            "--sim-ttft-ms",
+            "0",
+        )
+        try:
+            calls = 40
+            for _ in range(calls):  # a new connection each: the kernel spreads them over the workers
+                async with grpc.aio.insecure_channel(server.target) as channel:
+                    await router_pb2_grpc.RouterServiceStub(channel).ListModels(
+                        router_pb2.ListModelsRequest(), timeout=10
+                    )
+            async with grpc.aio.insecure_channel(server.target) as channel:
+                frames = [f async for f in router_pb2_grpc.RouterServiceStub(channel).Generate(REQ, timeout=20)]
+            served = frames[-1].completion.model_id
+            m = await scrape(metrics_port)
+            assert m[("switchboard_worker_processes", ())] == 2
+            assert m[("grpc_server_started_total", grpc_labels("ListModels"))] == calls
+            assert m[handled("ListModels", "OK")] == calls
+            assert m[("grpc_server_handling_seconds_count", grpc_labels("ListModels"))] == calls
+            assert m[("switchboard_requests_total", (("code", "OK"), ("model", ""), ("rpc", "ListModels")))] == calls
+            assert m[handled("Generate", "OK", "server_stream")] == 1
+            assert m[("switchboard_streams_in_flight", ())] == 0
+            assert m[("switchboard_model_cooling_down", (("model", served),))] == 0
+        finally:
+            output = server.stop()
+        assert output.count('"event": "serving"') == 2

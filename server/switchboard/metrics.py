@@ -1,8 +1,14 @@
-"""Prometheus metrics, fed by the RPC interceptor and served over HTTP on their own port.
+"""Prometheus metrics, fed by the RPC wrapper and served over HTTP on their own port.
 
 Every metric lives in the server's own registry (so several servers in one process, as in the
 tests, do not mix). Labels only take values from closed sets: RPC names, gRPC code names and
-catalog model ids.
+catalog model ids. Beside Switchboard's own metrics are the standard gRPC server metrics of
+go-grpc-prometheus (``grpc_server_started_total``, ``grpc_server_handled_total``,
+``grpc_server_handling_seconds``), so existing gRPC dashboards work unchanged.
+
+With several workers (``serve --workers N``) the supervisor serves one ``/metrics`` for all of
+them: it gives each worker a shared directory (prometheus_client's multiprocess mode, through
+``PROMETHEUS_MULTIPROC_DIR``), where the workers' values live and are summed at scrape time.
 """
 
 from __future__ import annotations
@@ -22,13 +28,28 @@ from switchboard.types import HealthView, Model
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 _GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _OUTPUT = frozenset({"delta", "artifact", "tool_call"})
+_HEALTH_GAUGE_INTERVAL_S = 1.0
+
+
+def grpc_code_label(name: str) -> str:
+    """The ``grpc_code`` label of a status code name, spelled as go-grpc-prometheus does
+    (``INVALID_ARGUMENT`` -> ``InvalidArgument``, ``CANCELLED`` -> ``Canceled``)."""
+    if name in ("OK", "CANCELLED"):
+        return "OK" if name == "OK" else "Canceled"
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 class Metrics:
     """The server's metrics and the per-call probes that update them."""
 
-    def __init__(self, health: Callable[[], tuple[HealthView, tuple[Model, ...]]] | None = None) -> None:
+    def __init__(
+        self, health: Callable[[], tuple[HealthView, tuple[Model, ...]]] | None = None, *, worker: bool = False
+    ) -> None:
+        """``worker``: this process is one of a supervisor's workers, whose values the supervisor
+        serves (multiprocess mode); model health is then written to a gauge every second instead
+        of being read at scrape time."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -67,21 +88,60 @@ class Metrics:
         self.credits = Counter(
             "switchboard_credits_charged", "Credits charged by completed Generate calls.", ("model",), registry=r
         )
-        self.in_flight = Gauge("switchboard_streams_in_flight", "Generate streams running now.", registry=r)
+        self.in_flight = Gauge(
+            "switchboard_streams_in_flight", "Generate streams running now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.workers = Gauge(
+            "switchboard_worker_processes", "Server processes serving.", registry=r, multiprocess_mode="livesum"
+        )
+        self.workers.set(1)
+        rpc_labels = ("grpc_type", "grpc_service", "grpc_method")
+        self.grpc_started = Counter("grpc_server_started", "RPCs started on the server.", rpc_labels, registry=r)
+        self.grpc_handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code.",
+            (*rpc_labels, "grpc_code"),
+            registry=r,
+        )
+        self.grpc_handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from the start of an RPC to its end (a whole stream for streaming RPCs).",
+            rpc_labels,
+            buckets=_HANDLING_BUCKETS,
+            registry=r,
+        )
+        self.c_grpc_started = _Children(self.grpc_started)
+        self.c_grpc_handled = _Children(self.grpc_handled)
+        self.c_grpc_handling = _Children(self.grpc_handling)
         self.c_requests = _Children(self.requests)
         self.c_latency = _Children(self.latency)
         self.c_ttft = _Children(self.ttft)
         self.c_gap = _Children(self.gap)
         self.c_fallbacks = _Children(self.fallbacks)
         self.c_credits = _Children(self.credits)
-        if health is not None:
-            r.register(_CoolingDown(health))
         self._http: Any = None
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        if health is not None and worker:
+            cooling = Gauge(_COOLING, _COOLING_HELP, ("model",), registry=r, multiprocess_mode="livemax")
+            self._thread = threading.Thread(
+                target=self._follow_health, args=(health, cooling), name="metrics-health", daemon=True
+            )
+            self._thread.start()
+        elif health is not None:
+            r.register(_CoolingDown(health))
 
-    def begin(self, rpc: str, streaming: bool) -> CallProbe:
+    def _follow_health(self, health: Callable[[], tuple[HealthView, tuple[Model, ...]]], gauge: Gauge) -> None:
+        while True:
+            view, models = health()
+            for model in models:
+                gauge.labels(model.id).set(0.0 if view.is_available(model.id) else 1.0)
+            if self._stopped.wait(_HEALTH_GAUGE_INTERVAL_S):
+                return
+
+    def begin(self, service: str, rpc: str, streaming: bool) -> CallProbe:
         """A probe for one call."""
-        return _Probe(self, rpc, streaming)
+        return _Probe(self, service, rpc, streaming)
 
     def serve(self, listen: str) -> int:
         """Serve ``/metrics`` over HTTP on ``listen`` (HOST:PORT; port 0 picks one); return the port."""
@@ -90,7 +150,8 @@ class Metrics:
         return int(self._http.server_port)
 
     def stop(self) -> None:
-        """Stop the HTTP server, if any."""
+        """Stop the HTTP server and the health gauge's thread, if any."""
+        self._stopped.set()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -115,15 +176,17 @@ class _Children:
 
 
 class _Probe:
-    __slots__ = ("last", "metrics", "model", "rpc", "start", "streaming")
+    __slots__ = ("grpc_labels", "last", "metrics", "model", "rpc", "start", "streaming")
 
-    def __init__(self, metrics: Metrics, rpc: str, streaming: bool) -> None:
+    def __init__(self, metrics: Metrics, service: str, rpc: str, streaming: bool) -> None:
         self.metrics = metrics
         self.rpc = rpc
         self.start = time.perf_counter()
         self.last = 0.0
         self.model = ""
         self.streaming = streaming
+        self.grpc_labels = ("server_stream" if streaming else "unary", service, rpc)
+        metrics.c_grpc_started(*self.grpc_labels).inc()
         if streaming:
             metrics.in_flight.inc()
 
@@ -149,11 +212,18 @@ class _Probe:
 
     def end(self, status: str, model: str) -> None:
         m = self.metrics
+        elapsed = time.perf_counter() - self.start
         if self.streaming:
             m.in_flight.dec()
         else:
-            m.c_latency(self.rpc).observe(time.perf_counter() - self.start)
+            m.c_latency(self.rpc).observe(elapsed)
         m.c_requests(self.rpc, status, model or self.model).inc()
+        m.c_grpc_handled(*self.grpc_labels, grpc_code_label(status)).inc()
+        m.c_grpc_handling(*self.grpc_labels).observe(elapsed)
+
+
+_COOLING = "switchboard_model_cooling_down"
+_COOLING_HELP = "1 while a model is cooling down."
 
 
 class _CoolingDown(Collector):
@@ -163,13 +233,23 @@ class _CoolingDown(Collector):
         self.health = health
 
     def describe(self) -> list[GaugeMetricFamily]:
-        return [GaugeMetricFamily("switchboard_model_cooling_down", "1 while a model is cooling down.")]
+        return [GaugeMetricFamily(_COOLING, _COOLING_HELP)]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         view, models = self.health()
-        family = GaugeMetricFamily(
-            "switchboard_model_cooling_down", "1 while a model is cooling down.", labels=("model",)
-        )
+        family = GaugeMetricFamily(_COOLING, _COOLING_HELP, labels=("model",))
         for model in models:
             family.add_metric((model.id,), 0.0 if view.is_available(model.id) else 1.0)
         yield family
+
+
+def serve_workers(listen: str, directory: str) -> tuple[Any, int]:
+    """Serve ``/metrics`` on ``listen`` for every worker writing to ``directory`` (multiprocess
+    mode); return the HTTP server (``shutdown()`` stops it) and its port. Run in the supervisor."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only supervisors need it
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    host, _, port = listen.rpartition(":")
+    http, _thread = start_http_server(int(port), host.strip("[]") or "127.0.0.1", registry)
+    return http, int(http.server_port)

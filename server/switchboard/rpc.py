@@ -50,8 +50,9 @@ class CallProbe(Protocol):
 class CallObserver(Protocol):
     """Makes a probe per call (the metrics adapter implements it)."""
 
-    def begin(self, rpc: str, streaming: bool) -> CallProbe:
-        """A call of ``rpc`` (the method's short name) starts; ``streaming`` for server streams."""
+    def begin(self, service: str, rpc: str, streaming: bool) -> CallProbe:
+        """A call of ``rpc`` (the method's short name) of ``service`` (its full name) starts;
+        ``streaming`` for server streams."""
         ...
 
 
@@ -64,7 +65,7 @@ class _NoProbe:
 
 
 class _NoObserver:
-    def begin(self, rpc: str, streaming: bool) -> CallProbe:
+    def begin(self, service: str, rpc: str, streaming: bool) -> CallProbe:
         return _NoProbe()
 
 
@@ -110,7 +111,7 @@ class _Call:
         self.method = method
         self.start = time.perf_counter()
         self.status = "OK"
-        self.probe = method.guard.observer.begin(method.rpc, streaming)
+        self.probe = method.guard.observer.begin(method.service, method.rpc, streaming)
         self.fields = logs.open_call(rpc=method.rpc, request_id=os.urandom(12).hex())
         self.span: trace.Span | None = None
         self.token: object = None

@@ -27,7 +27,7 @@ from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
 from switchboard.logs import configure_logging
-from switchboard.metrics import Metrics
+from switchboard.metrics import Metrics, serve_workers
 from switchboard.reflection import enable_reflection
 from switchboard.rpc import Guard, add_service
 from switchboard.service import AccountService, RouterService
@@ -197,7 +197,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     def current() -> App:
         return holder[0].app if holder else app
 
-    metrics = Metrics(lambda: (current().health, current().catalog.models))
+    metrics = Metrics(lambda: (current().health, current().catalog.models), worker=settings.metrics_dir is not None)
     server = grpc.aio.server(options=server_options(settings))
     guard = Guard(lambda: current().keys, metrics, app.tracing.tracer if app.tracing else None)
     router, accounts = RouterService(app), AccountService(app)
@@ -277,12 +277,18 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def _worker_metrics(listen: str | None, index: int) -> list[str]:
-    """Worker ``index``'s metrics address: the given port plus the index (port 0 stays 0)."""
-    if not listen:
-        return []
-    host, _, port = listen.rpartition(":")
-    return ["--metrics-listen", f"{host}:{int(port) + index if int(port) else 0}"]
+def worker_metrics(settings: Settings, tmp: str) -> tuple[dict[str, str] | None, list[str]]:
+    """One ``/metrics`` for all workers, when metrics are on: serve it from this process (a
+    daemon thread, for the supervisor's lifetime) out of a directory in ``tmp`` that the workers
+    write their values to. Returns the workers' environment (None: inherit) and extra arguments."""
+    if not settings.metrics_listen:
+        return None, []
+    directory = Path(tmp) / "metrics"
+    directory.mkdir()
+    _, port = serve_workers(settings.metrics_listen, str(directory))
+    log.info("metrics_serving", port=port, workers=settings.workers)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    return env, ["--metrics-listen", "", "--metrics-dir", str(directory)]
 
 
 def supervise(settings: Settings, argv: list[str]) -> int:
@@ -299,6 +305,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
     # The in-process limiter would give each worker a limit of its own.
     limiter = "ledger" if settings.limiter == "memory" else settings.limiter
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
+        env, metrics_args = worker_metrics(settings, tmp)
         children = []
         for i in range(settings.workers):
             cmd = [
@@ -316,9 +323,9 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 limiter,
                 "--port-file",
                 f"{tmp}/worker-{i}",
-                *_worker_metrics(settings.metrics_listen, i),
+                *metrics_args,
             ]
-            children.append(subprocess.Popen(cmd))
+            children.append(subprocess.Popen(cmd, env=env))
         deadline = time.monotonic() + 60
         while not all(Path(f"{tmp}/worker-{i}").exists() for i in range(settings.workers)):
             if any(c.poll() is not None for c in children) or time.monotonic() > deadline:

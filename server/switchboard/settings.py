@@ -57,6 +57,7 @@ class Settings:
     tls_client_ca: str | None = None
     allow_unauthenticated: bool = False
     metrics_listen: str | None = None
+    metrics_dir: str | None = None  # set in a supervisor's workers: they write metrics there (multiprocess mode)
     otlp_endpoint: str = ""  # OTLP/HTTP collector base URL (spans go to {endpoint}/v1/traces); off when empty
     max_concurrent_streams: int = 1000
     keepalive_time_s: float = 30.0
@@ -175,6 +176,8 @@ def add_operations_arguments(
         default=env("metrics-listen", d.metrics_listen),
         help="HOST:PORT for Prometheus /metrics over HTTP; off when not given",
     )
+    # Given to its workers by a supervisor, with PROMETHEUS_MULTIPROC_DIR (read by prometheus_client).
+    parser.add_argument("--metrics-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--otlp-endpoint",
         default=env("otlp-endpoint", d.otlp_endpoint),
@@ -318,6 +321,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls_client_ca=args.tls_client_ca,
         allow_unauthenticated=args.allow_unauthenticated,
         metrics_listen=args.metrics_listen or None,
+        metrics_dir=args.metrics_dir or None,
         otlp_endpoint=str(args.otlp_endpoint or "").rstrip("/"),
         max_concurrent_streams=int(args.max_concurrent_streams),
         keepalive_time_s=float(args.keepalive_time),
