@@ -375,3 +375,19 @@ async def test_grouped_hold_after_close_fails_instead_of_waiting(tmp_path: Path)
     for request_id in ("r1", "r2"):
         with pytest.raises(RuntimeError):
             await asyncio.wait_for(aled.hold("a", request_id, 1, 10**15), 5)
+
+
+def test_ledger_pool_flag_sizes_the_postgres_pool(fresh_postgres: str) -> None:
+    """`--ledger-pool N` gives each process N PostgreSQL connections and N ledger threads."""
+    from switchboard.settings import parse_serve_args  # noqa: PLC0415
+    from switchboard.stores import open_store  # noqa: PLC0415
+
+    settings = parse_serve_args(["--ledger", fresh_postgres, "--ledger-pool", "3"], {})
+    assert settings.ledger_pool == 3
+    store = open_store(settings.ledger, settings.ledger_pool)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.workers == 3
+        assert store._pool.max_size == 3
+    finally:
+        store.close()

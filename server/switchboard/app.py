@@ -168,7 +168,7 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
     if reuse is not None:
         ledger, limiter, health = reuse.ledger, reuse.limiter, reuse.health
     else:
-        store = open_store(settings.ledger)
+        store = open_store(settings.ledger, settings.ledger_pool)
         ledger = AsyncLedger(Ledger(store, catalog.plans))
         limiter = open_limiter(settings, ledger)
         health = open_health(settings, store)

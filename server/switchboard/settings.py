@@ -34,6 +34,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 32 * 1024 * 1024
     ledger: str = "sqlite:var/switchboard.db"
+    ledger_pool: int = 8  # PostgreSQL connections (and ledger threads) per process
     limiter: str = "ledger"
     hold_ttl_s: float = 300.0
     lease_s: float = 30.0
@@ -117,6 +118,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     add_operations_arguments(parser, env, d)
     add_provider_arguments(parser, env, environ, d)
     parser.add_argument("--ledger", default=env("ledger", d.ledger), help="sqlite:PATH or postgresql://...")
+    parser.add_argument(
+        "--ledger-pool",
+        type=int,
+        default=env("ledger-pool", d.ledger_pool),
+        help="PostgreSQL ledger: connections (and ledger threads) per server process",
+    )
     parser.add_argument(
         "--limiter",
         default=env("limiter", d.limiter),
@@ -308,6 +315,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ),
         limits=Limits(max_prompt_chars=int(args.max_prompt_chars), max_attachment_bytes=int(args.max_attachment_bytes)),
         ledger=args.ledger,
+        ledger_pool=max(1, int(args.ledger_pool)),
         limiter=args.limiter,
         hold_ttl_s=float(args.hold_ttl),
         lease_s=float(args.lease),

@@ -192,11 +192,11 @@ class PostgresStore:
         self._pool.close()
 
 
-def open_store(url: str) -> SqliteStore | PostgresStore:
-    """The store a ledger URL names, ``sqlite:PATH`` or ``postgresql://...``, its schema migrated
-    to the latest version."""
+def open_store(url: str, pool: int = 8) -> SqliteStore | PostgresStore:
+    """The store a ledger URL names, ``sqlite:PATH`` or ``postgresql://...`` (with up to ``pool``
+    connections), its schema migrated to the latest version."""
     if url.startswith("sqlite:"):
         return SqliteStore(url.removeprefix("sqlite:").removeprefix("//"))
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
+        return PostgresStore(url, pool)
     raise ConfigError(f"--ledger {url!r}: use sqlite:PATH or postgresql://...")
