@@ -225,10 +225,12 @@ class TestNewerSchema:
         assert f"version {LATEST + 1}" in str(caught.value)
         assert f"version {LATEST}" in str(caught.value)
 
-    def test_serve_refuses_to_start(self, newer: str, tmp_path: Path) -> None:
-        """`switchboard serve` exits with status 2 and says which versions it found and knows."""
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_serve_refuses_to_start(self, newer: str, tmp_path: Path, workers: str) -> None:
+        """`switchboard serve` (one process, or a supervisor before it starts workers) exits with
+        status 2 and says which versions it found and knows."""
         proc = subprocess.run(
-            [str(BIN), "serve", "--workers", "1", "--listen", "127.0.0.1:0", "--ledger", newer],
+            [str(BIN), "serve", "--workers", workers, "--listen", "127.0.0.1:0", "--ledger", newer],
             check=False,
             capture_output=True,
             text=True,

@@ -32,6 +32,7 @@ from switchboard.reflection import enable_reflection
 from switchboard.rpc import Guard, add_service
 from switchboard.service import AccountService, RouterService
 from switchboard.settings import Settings
+from switchboard.stores import open_store
 from switchboard.types import Provider
 from switchboard.v1 import accounts_pb2, router_pb2
 
@@ -296,6 +297,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
     SIGINT to them, and wait. Returns the exit status."""
     configure_logging(settings.log_format, settings.log_level)
     load_catalog(settings.config_path)  # a bad config stops start-up here, before any worker starts
+    open_store(settings.ledger, 1).close()  # so does a ledger schema newer than this build; else it is migrated once
     host, _, port_text = settings.listen.rpartition(":")
     port = int(port_text)
     if port == 0:
