@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from switchboard.health import CircuitBreaker
 from switchboard.sharedhealth import LedgerHealthStore, RedisHealthStore, SharedHealth
 from switchboard.stores import PostgresStore, SqliteStore
-from switchboard.types import HealthStore
+from switchboard.types import BreakerState, HealthStore
 from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
 
 AGREEMENT_BOUND_S = 5.0
@@ -57,6 +57,29 @@ def shared(store: HealthStore) -> SharedHealth:
     return SharedHealth(CircuitBreaker(threshold=3, cooldown_s=60), store, interval_s=0.05)
 
 
+class TestReplace:
+    """The local breaker takes the shared state, except what it counted since."""
+
+    def test_takes_the_shared_state_and_keeps_unsent_counts(self) -> None:
+        """Cool-downs found in the store start here; models in ``keep`` keep their own count;
+        models the store no longer lists recover."""
+        now = [100.0]
+        breaker = CircuitBreaker(threshold=3, cooldown_s=60, clock=lambda: now[0])
+        changes: list[tuple[str, bool]] = []
+        breaker.on_change = lambda model, serving: changes.append((model, serving))
+        breaker.record_failure("mine")
+        breaker.record_failure("mine")
+        breaker.replace({"x": BreakerState(3, 10_000), "mine": BreakerState(1)}, keep={"mine"})
+        assert not breaker.is_available("x")
+        assert breaker.cooldown_remaining_ms("x") == 10_000
+        assert breaker.failures("mine") == 2  # not replaced by the store's older count
+        assert changes == [("x", False)]
+        breaker.replace({})
+        assert breaker.is_available("x")
+        assert breaker.failures("mine") == 0
+        assert changes == [("x", False), ("x", True)]
+
+
 class TestSharedBreaker:
     """A failure counted by any process counts for all of them."""
 
@@ -90,10 +113,10 @@ class TestSharedBreaker:
         a = shared(stores[0])
         for _ in range(100):
             a.record_success("m")
-        assert a._pending == []
+        assert not a._pending
         a.record_failure("m")
         a.record_success("m")
-        assert a._pending == [("failure", "m"), ("success", "m")]
+        assert list(a._pending) == [("failure", "m"), ("success", "m")]
         await a.sync()
         assert await stores[1].snapshot() == {}
 

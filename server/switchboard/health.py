@@ -15,7 +15,7 @@ step with the other processes of a deployment through ``replace``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 import structlog
@@ -82,14 +82,20 @@ class CircuitBreaker:
         state = self._states.get(model_id)
         return 0 if state is None else state.failures
 
-    def replace(self, states: Mapping[str, BreakerState]) -> None:
-        """Take ``states`` (read from a shared store just now) as the whole truth: every model
-        not in it has no failures. ``on_change`` hears of each cool-down that starts or ends."""
+    def replace(self, states: Mapping[str, BreakerState], keep: Set[str] = frozenset()) -> None:
+        """Take ``states`` (read from a shared store just now) as the whole truth, except for the
+        models in ``keep`` (counted here since, not yet in the store), whose state stays as it is:
+        every other model not in ``states`` has no failures. ``on_change`` hears of each
+        cool-down that starts or ends."""
         now = self.clock()
         before = {m for m, state in self._states.items() if state.failures >= self.threshold}
-        self._states = {
-            m: _State(state.failures, now + state.remaining_ms / 1000) for m, state in states.items() if state.failures
+        fresh = {
+            m: _State(state.failures, now + state.remaining_ms / 1000)
+            for m, state in states.items()
+            if state.failures and m not in keep
         }
+        fresh.update((m, state) for m, state in self._states.items() if m in keep)
+        self._states = fresh
         after = {m for m, state in self._states.items() if state.failures >= self.threshold}
         for model_id in sorted(after - before):
             log.warning("model_cooling_down", model=model_id, failures=self._states[model_id].failures, shared=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 
 import structlog
@@ -40,7 +41,7 @@ class SharedHealth:
         self.breaker = breaker
         self.store = store
         self.interval_s = interval_s
-        self._pending: list[tuple[str, str]] = []  # ("failure" | "success", model id), in order
+        self._pending: deque[tuple[str, str]] = deque()  # ("failure" | "success", model id), in order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.shared = True
@@ -96,8 +97,9 @@ class SharedHealth:
         await self.store.close()
 
     async def sync(self) -> None:
-        """Write the failures and successes counted here, then take the store's state. A failure
-        counted while the state was being read makes it stale: it is read again next time."""
+        """Write the failures and successes counted here, then take the store's state, except
+        for models with a failure or success counted while it was being read (the store has
+        not seen those yet: they keep their local state until the next sync)."""
         threshold, cooldown_ms = self.breaker.threshold, round(self.breaker.cooldown_s * 1000)
         while self._pending:
             kind, model_id = self._pending[0]
@@ -105,11 +107,10 @@ class SharedHealth:
                 await self.store.failure(model_id, threshold, cooldown_ms)
             else:
                 await self.store.success(model_id)
-            self._pending.pop(0)
+            self._pending.popleft()
         states = await self.store.snapshot()
         self.syncs += 1
-        if not self._pending:
-            self.breaker.replace(states)
+        self.breaker.replace(states, keep={model_id for _, model_id in self._pending})
 
     async def _run(self) -> None:
         while True:
