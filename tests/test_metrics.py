@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import FAST, ServerFactory
+from conftest import FAST, ServerFactory, eventually
 from procs import ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port
@@ -158,6 +158,9 @@ class TestGrpcServerMetrics:
         assert "Unauthenticated" in got
 
 
+FAILING = "gpt-5.4-nano"
+
+
 class TestWorkers:
     """`serve --workers 2` has one /metrics for both workers."""
 
@@ -176,6 +179,8 @@ class TestWorkers:
             "--auto-create-accounts",
             "--sim-ttft-ms",
             "0",
+            "--sim-fail-before",
+            FAILING,
         )
         try:
             calls = 40
@@ -196,6 +201,20 @@ class TestWorkers:
             assert m[handled("Generate", "OK", "server_stream")] == 1
             assert m[("switchboard_streams_in_flight", ())] == 0
             assert m[("switchboard_model_cooling_down", (("model", served),))] == 0
+            assert m[("switchboard_model_cooling_down", (("model", FAILING),))] == 0
+            for i in range(3):  # a connection each: the failures land on either worker and add up
+                async with grpc.aio.insecure_channel(server.target) as channel:
+                    pinned = router_pb2.GenerateRequest(
+                        account_id="acct-1", modality=catalog_pb2.MODALITY_TEXT, prompt="x", pinned_model_id=FAILING
+                    )
+                    pinned.request_id = f"fail-{i}"
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        [f async for f in router_pb2_grpc.RouterServiceStub(channel).Generate(pinned, timeout=20)]
+
+            async def cooling_on_the_endpoint() -> bool:
+                return (await scrape(metrics_port))[("switchboard_model_cooling_down", (("model", FAILING),))] == 1
+
+            await eventually(cooling_on_the_endpoint, within=10)
         finally:
             output = server.stop()
         assert output.count('"event": "serving"') == 2
