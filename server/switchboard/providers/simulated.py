@@ -113,6 +113,13 @@ class SimulatedProvider:
         """Always True."""
         return True
 
+    def supports(self, model: Model) -> bool:
+        """Every model: the simulation serves every modality and honours every capability."""
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release: the simulation holds no connections."""
+
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Stream a deterministic answer for ``request`` as ``model`` would, or fail as configured."""
         self.active_streams += 1
