@@ -92,90 +92,93 @@ def _b64(data: bytes) -> str:
 WIRE: dict[tuple[str, Capability], tuple[str, Callable[[Any], bool]]] = {
     # OpenAI Responses API
     ("openai", Capability.IMAGE_INPUT): (
-        "input[].content[] input_image.image_url (data: URI or URL)",
+        "`input[].content[]` part `input_image`, `image_url` a data: URI (or the URL)",
         lambda b: {"type": "input_image", "image_url": f"data:image/png;base64,{_b64(PNG)}"} in _parts(b),
     ),
     ("openai", Capability.DOCUMENT_INPUT): (
-        "input[].content[] input_file.file_data + filename (or file_url)",
+        "`input[].content[]` part `input_file`, `file_data` a data: URI with `filename` (or `file_url`)",
         lambda b: (
             {"type": "input_file", "filename": "doc.pdf", "file_data": f"data:application/pdf;base64,{_b64(PDF)}"}
             in _parts(b)
         ),
     ),
     ("openai", Capability.WEB_SEARCH): (
-        'tools[] {"type": "web_search"}',
+        '`tools[]`: `{"type": "web_search"}`',
         lambda b: {"type": "web_search"} in b["tools"],
     ),
     ("openai", Capability.STRUCTURED_OUTPUT): (
-        "text.format {type: json_schema, name, schema}",
+        "`text.format`: `type: json_schema`, `name`, `schema`",
         lambda b: b["text"]["format"] == {"type": "json_schema", "name": "answer", "schema": SCHEMA},
     ),
     ("openai", Capability.TOOL_CALLING): (
-        "tools[] {type: function, name, description, parameters, strict: false}",
+        "`tools[]`: `type: function`, `name`, `description`, `parameters`, `strict: false`",
         lambda b: any(t.get("name") == "get_weather" and t["parameters"] == TOOL_SCHEMA for t in b["tools"]),
     ),
     ("openai", Capability.REASONING): (
-        'reasoning {effort: "high", summary: "auto"}',
+        "`reasoning`: `effort: high`, `summary: auto`",
         lambda b: b["reasoning"] == {"effort": "high", "summary": "auto"},
     ),
     # Anthropic Messages API
     ("anthropic", Capability.IMAGE_INPUT): (
-        "messages[].content[] image block, source base64 (or url)",
+        "`messages[].content[]` block `image`, source `base64` (or `url`)",
         lambda b: (
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _b64(PNG)}} in _parts(b)
         ),
     ),
     ("anthropic", Capability.DOCUMENT_INPUT): (
-        "messages[].content[] document block, source base64 (or url)",
+        "`messages[].content[]` block `document`, source `base64` (or `url`; `text` for plain text)",
         lambda b: (
             {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": _b64(PDF)}}
             in _parts(b)
         ),
     ),
     ("anthropic", Capability.WEB_SEARCH): (
-        "tools[] server tool web_search_20250305",
+        "`tools[]`: server tool `web_search_20250305`",
         lambda b: {"type": "web_search_20250305", "name": "web_search", "max_uses": 5} in b["tools"],
     ),
     ("anthropic", Capability.STRUCTURED_OUTPUT): (
-        "output_config.format {type: json_schema, schema}",
+        "`output_config.format`: `type: json_schema`, `schema`",
         lambda b: b["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}},
     ),
     ("anthropic", Capability.TOOL_CALLING): (
-        "tools[] {name, description, input_schema}",
+        "`tools[]`: `name`, `description`, `input_schema`",
         lambda b: any(t.get("name") == "get_weather" and t["input_schema"] == TOOL_SCHEMA for t in b["tools"]),
     ),
     ("anthropic", Capability.REASONING): (
-        "thinking {type: enabled, budget_tokens} below max_tokens",
+        "`thinking`: `type: enabled`, `budget_tokens` 4096, `max_tokens` raised by as much",
         lambda b: b["thinking"]["type"] == "enabled" and 1024 <= b["thinking"]["budget_tokens"] < b["max_tokens"],
     ),
     # Gemini generateContent
     ("gemini", Capability.IMAGE_INPUT): (
-        "contents[].parts[] inlineData {mimeType, data} (fileData for a URI)",
+        "`contents[].parts[]`: `inlineData` `{mimeType, data}` (`fileData` for a URI)",
         lambda b: {"inlineData": {"mimeType": "image/png", "data": _b64(PNG)}} in _parts(b),
     ),
     ("gemini", Capability.DOCUMENT_INPUT): (
-        "contents[].parts[] inlineData application/pdf (fileData for a URI)",
+        "`contents[].parts[]`: `inlineData` `application/pdf` (`fileData` for a URI)",
         lambda b: {"inlineData": {"mimeType": "application/pdf", "data": _b64(PDF)}} in _parts(b),
     ),
     ("gemini", Capability.AUDIO_INPUT): (
-        "contents[].parts[] inlineData audio/* (fileData for a URI)",
+        "`contents[].parts[]`: `inlineData` `audio/*` (`fileData` for a URI)",
         lambda b: {"inlineData": {"mimeType": "audio/mpeg", "data": _b64(MP3)}} in _parts(b),
     ),
     ("gemini", Capability.VIDEO_INPUT): (
-        "contents[].parts[] fileData {mimeType, fileUri} (inlineData for bytes)",
+        "`contents[].parts[]`: `fileData` `{mimeType, fileUri}` (`inlineData` for bytes)",
         lambda b: {"fileData": {"mimeType": "video/mp4", "fileUri": VIDEO_URI}} in _parts(b),
     ),
-    ("gemini", Capability.WEB_SEARCH): ("tools[] {googleSearch: {}}", lambda b: {"googleSearch": {}} in b["tools"]),
+    ("gemini", Capability.WEB_SEARCH): (
+        "`tools[]`: `{googleSearch: {}}`",
+        lambda b: {"googleSearch": {}} in b["tools"],
+    ),
     ("gemini", Capability.STRUCTURED_OUTPUT): (
-        "generationConfig.responseMimeType application/json + responseJsonSchema",
+        "`generationConfig`: `responseMimeType: application/json`, `responseJsonSchema`",
         lambda b: b["generationConfig"]["responseJsonSchema"] == SCHEMA,
     ),
     ("gemini", Capability.TOOL_CALLING): (
-        "tools[] functionDeclarations[] {name, description, parameters}",
+        "`tools[].functionDeclarations[]`: `name`, `description`, `parameters`",
         lambda b: b["tools"][0]["functionDeclarations"][0]["parameters"] == TOOL_SCHEMA,
     ),
     ("gemini", Capability.REASONING): (
-        "generationConfig.thinkingConfig {thinkingLevel (Gemini 3) or thinkingBudget, includeThoughts}",
+        "`generationConfig.thinkingConfig`: `thinkingLevel: high` (Gemini 3; `thinkingBudget: -1` before), `includeThoughts: true`",
         lambda b: b["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "high", "includeThoughts": True},
     ),
 }
@@ -363,3 +366,27 @@ class TestFakesRejectMalformedBodies:
             if kind != "openai_compat":  # self-hosted servers may need no key
                 assert missing_key.status_code == 400
         assert len(fake.rejected) == len(MALFORMED[kind]) + (kind != "openai_compat")
+
+
+def wire_table() -> list[str]:
+    """The README's table of what reaches each provider (text rows), as the catalog and the wire
+    cases make it."""
+    rows = []
+    for (adapter, capability), (field, _) in WIRE.items():
+        models = [m.id for m in CATALOG.models if m.adapter == adapter and capability in m.capabilities]
+        if models:
+            names = ", ".join(f"`{m}`" for m in models)
+            rows.append(f"| {names} | `CAPABILITY_{capability.name}` | `{adapter}` | {field} |")
+    return rows
+
+
+class TestReadme:
+    """The README's table says what the conformance test checks."""
+
+    def test_wire_table_matches(self) -> None:
+        """Every text row of "What reaches each provider" is in the README, as generated here."""
+        readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+        section = readme.split("### What reaches each provider", 1)[1].split("\n## ", 1)[0]
+        lines = {line.strip() for line in section.splitlines()}
+        missing = [row for row in wire_table() if row not in lines]
+        assert missing == [], "README rows to add or update:\n" + "\n".join(missing)
