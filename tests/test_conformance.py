@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,22 @@ from fake_openai_chat import FakeOpenAIChat
 from fake_openai_responses import FakeOpenAIResponses
 from switchboard.app import build_app
 from switchboard.catalog import default_config_text, load_catalog
+from switchboard.convert import Limits, generation_request
 from switchboard.errors import ConfigError
 from switchboard.providers import real_adapters
 from switchboard.providers.http import Endpoint
 from switchboard.settings import Settings
-from switchboard.types import Capability, Modality
+from switchboard.types import (
+    Capability,
+    Citation,
+    Finished,
+    FinishReason,
+    Modality,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallEvent,
+    Usage,
+)
 from switchboard.v1 import catalog_pb2, router_pb2
 
 CATALOG = load_catalog(None)
@@ -38,6 +50,10 @@ MP3 = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 8
 VIDEO_URI = "https://example.org/clip.mp4"
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+SOURCE = Citation("https://example.org/source", "Example source", 0, len("Hello, world!"))
+"""The source every fake cites, over its whole answer."""
+USAGE = {"openai": Usage(11, 9), "anthropic": Usage(11 + 2, 9), "gemini": Usage(11, 5 + 4)}
+"""The fakes' figures: Claude's cached input counts as input, Gemini's thought tokens as output."""
 FAKES: dict[str, Callable[[], LoopbackFake]] = {
     "openai": FakeOpenAIResponses,
     "anthropic": FakeAnthropic,
@@ -196,54 +212,82 @@ class TestEveryClaimReachesTheWire:
         assert len(TEXT_PAIRS) >= 60
 
     @pytest.mark.parametrize(("model_id", "capability"), TEXT_PAIRS, ids=[f"{m}-{c.name}" for m, c in TEXT_PAIRS])
-    async def test_capability_arrives(self, start_server: ServerFactory, model_id: str, capability: Capability) -> None:
-        """The request passes the fake's checks, carries the capability in its field, and the
-        answer streams back with its typed frames and the provider's usage."""
+    async def test_capability_arrives(self, model_id: str, capability: Capability) -> None:
+        """The request passes the fake's checks and carries the capability in its field; the
+        answer's text, reasoning, sources, tool calls, usage and finish reason come back apart."""
         model = CATALOG.by_id[model_id]
         field, arrived = WIRE[(model.adapter, capability)]
         fake = FAKES[model.adapter]()
         base = await fake.start()
+        adapter = real_adapters({model.adapter: Endpoint(base, KEY)})[model.adapter]
+        request = generation_request(request_for(model_id, capability), Limits(), need_content=True)
+        try:
+            events = [e async for e in adapter.stream(model, request)]
+        finally:
+            await adapter.close()
+            await fake.stop()
+        assert fake.rejected == []
+        assert len(fake.requests) == 1
+        assert arrived(fake.body), f"{model_id}: {capability.name} is not in {field}: {json.dumps(fake.body)[:600]}"
+        text = "".join(e.text for e in events if isinstance(e, TextChunk))
+        assert text == "Hello, world!"
+        reasoning = "".join(e.text for e in events if isinstance(e, ReasoningChunk))
+        assert bool(reasoning) is (capability is Capability.REASONING)
+        assert "Weighing" not in text  # reasoning never mixed into the answer
+        citations = [e for e in events if isinstance(e, Citation)]
+        quoted = "Hello, world" if model.adapter == "anthropic" else ""  # only Claude quotes the source
+        assert citations == ([replace(SOURCE, cited_text=quoted)] if capability is Capability.WEB_SEARCH else [])
+        calls = [(e.name, json.loads(e.arguments_json)) for e in events if isinstance(e, ToolCallEvent)]
+        finished = events[-1]
+        assert isinstance(finished, Finished)
+        assert finished.usage == USAGE[model.adapter]
+        if capability is Capability.TOOL_CALLING:
+            assert calls == [("get_weather", {"city": "Paris"})]
+            assert finished.finish_reason is FinishReason.TOOL_CALLS
+        else:
+            assert calls == []
+            assert finished.finish_reason is FinishReason.STOP
+
+
+class TestTypedFramesOverTheWire:
+    """Reasoning and sources reach a gRPC caller as their own frames, never inside the text."""
+
+    @pytest.mark.parametrize("model_id", ["gpt-5.4", "claude-sonnet-4-6", "gemini-3.1-pro-preview"])
+    async def test_reasoning_and_citation_frames(self, start_server: ServerFactory, model_id: str) -> None:
+        """One request with reasoning and web search: reasoning frames before the text, a citation
+        frame with the source and its span, the provider's usage in the completion."""
+        model = CATALOG.by_id[model_id]
+        fake = FAKES[model.adapter]()
+        base = await fake.start()
         adapters = real_adapters({model.adapter: Endpoint(base, KEY)})
+        req = request_for(model_id, Capability.REASONING)
+        req.options.web_search = True
         try:
             _, stub = await start_server(adapters=adapters)
-            frames = [f async for f in stub.Generate(request_for(model_id, capability), timeout=20)]
+            frames = [f async for f in stub.Generate(req, timeout=20)]
         finally:
             for adapter in adapters.values():
                 await adapter.close()
             await fake.stop()
         assert fake.rejected == []
-        assert len(fake.requests) == 1
-        body = fake.body
-        assert body["model" if "model" in body else "contents"]  # the fake saw a real body
-        assert arrived(body), f"{model_id}: {capability.name} did not arrive as {field}: {json.dumps(body)[:600]}"
         kinds = [f.WhichOneof("event") for f in frames]
         assert kinds[0] == "decision"
         assert not frames[0].decision.simulated
-        assert kinds[-1] == "completion"
-        completion = frames[-1].completion
-        assert (completion.model_id, completion.simulated) == (model_id, False)
-        usage = {"openai": (11, 9), "anthropic": (11 + 2, 9), "gemini": (11, 5 + 4)}[
-            model.adapter
-        ]  # the fakes' figures
-        assert (completion.usage.input_tokens, completion.usage.output_tokens) == usage
+        assert kinds.index("reasoning") < kinds.index("delta")
         text = "".join(f.delta.text for f in frames if f.HasField("delta"))
         assert text == "Hello, world!"
-        reasoning = "".join(f.reasoning.text for f in frames if f.HasField("reasoning"))
+        assert "Weighing" in "".join(f.reasoning.text for f in frames if f.HasField("reasoning"))
         citations = [f.citation for f in frames if f.HasField("citation")]
-        calls = [f.tool_call for f in frames if f.HasField("tool_call")]
-        assert bool(reasoning) is (capability is Capability.REASONING)
-        assert "Weighing" not in text  # reasoning never mixed into the answer
-        assert bool(citations) is (capability is Capability.WEB_SEARCH)
-        for citation in citations:
-            assert citation.url == "https://example.org/source"
-            assert citation.title == "Example source"
-            assert (citation.start_index, citation.end_index) == (0, len(text))
-        if capability is Capability.TOOL_CALLING:
-            assert [(c.name, json.loads(c.arguments_json)) for c in calls] == [("get_weather", {"city": "Paris"})]
-            assert completion.finish_reason == router_pb2.FINISH_REASON_TOOL_CALLS
-        else:
-            assert calls == []
-            assert completion.finish_reason == router_pb2.FINISH_REASON_STOP
+        assert [(c.url, c.title, c.start_index, c.end_index) for c in citations] == [
+            (SOURCE.url, SOURCE.title, 0, len(text))
+        ]
+        completion = frames[-1].completion
+        assert (completion.model_id, completion.simulated) == (model_id, False)
+        usage = USAGE[model.adapter]
+        assert (completion.usage.input_tokens, completion.usage.output_tokens) == (
+            usage.input_tokens,
+            usage.output_tokens,
+        )
 
 
 class TestTheCatalogCannotClaimWhatTheWireCannotCarry:

@@ -100,9 +100,8 @@ def _citations(meta: dict[str, Any], text: bytes) -> list[Citation]:
         for i in support.get("groundingChunkIndices") or []:
             web = chunks[count(i)]
             cited.add(i)
-            out.append(
-                Citation(string(web["uri"]), string(web.get("title", "")), *span, string(segment.get("text", "")))
-            )
+            # segment.text is the answer's own span, not a quote of the source: no cited_text.
+            out.append(Citation(string(web["uri"]), string(web.get("title", "")), *span))
     out += [
         Citation(string(w["uri"]), string(w.get("title", ""))) for i, w in enumerate(chunks) if i not in cited and w
     ]
