@@ -289,6 +289,21 @@ class TestTypedFramesOverTheWire:
             usage.output_tokens,
         )
 
+    async def test_simulated_provider_sends_the_same_frames(self, start_server: ServerFactory) -> None:
+        """Without keys, a reasoning and web-search request still shows both frames, labelled
+        simulated, so callers can build against them."""
+        _, stub = await start_server()
+        req = request_for("claude-opus-4-6", Capability.REASONING)
+        req.options.web_search = True
+        frames = [f async for f in stub.Generate(req, timeout=20)]
+        kinds = [f.WhichOneof("event") for f in frames]
+        assert frames[0].decision.simulated
+        assert kinds.index("reasoning") < kinds.index("delta") < kinds.index("citation") < kinds.index("completion")
+        text = "".join(f.delta.text for f in frames if f.HasField("delta"))
+        citation = next(f.citation for f in frames if f.HasField("citation"))
+        assert (citation.start_index, citation.end_index) == (0, len(text))
+        assert "simulated" in citation.url
+
 
 class TestTheCatalogCannotClaimWhatTheWireCannotCarry:
     """Loading a config whose model claims a capability its adapter cannot encode fails."""
