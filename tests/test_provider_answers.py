@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -27,10 +28,13 @@ from switchboard.providers.simulated import SimulationProfile
 from switchboard.selection import derive_requirements
 from switchboard.types import (
     Attachment,
+    ChatMessage,
+    GenerationOptions,
     GenerationRequest,
     Modality,
     Provider,
     ProviderEvent,
+    Role,
     SelectionRequest,
     TextChunk,
 )
@@ -356,3 +360,77 @@ class TestAttachments:
         )
         assert frames[-1].completion.model_id == chain[3]
         assert fake.requests == []
+
+
+class TestRequestShapes:
+    """Edges of the request each API constrains."""
+
+    @pytest.mark.parametrize("max_output_tokens", [0, 100, 64_000])
+    async def test_thinking_budget_fits_the_model(self, max_output_tokens: int) -> None:
+        """Claude's thinking budget stays at least 1,024 and below max_tokens, and max_tokens
+        within the model's limit, whatever answer limit the caller sets."""
+        fake = FakeAnthropic()
+        base = await fake.start()
+        adapter = AnthropicProvider("anthropic", Endpoint(base, KEY))
+        request = replace(_request(), options=GenerationOptions(reasoning=True, max_output_tokens=max_output_tokens))
+        try:
+            await _run(adapter, "claude-haiku-4-5", request)
+        finally:
+            await adapter.close()
+            await fake.stop()
+        assert fake.rejected == []
+        body = fake.body
+        assert 1024 <= body["thinking"]["budget_tokens"] < body["max_tokens"] <= 64_000
+        if max_output_tokens == 100:
+            assert body["max_tokens"] == 100 + body["thinking"]["budget_tokens"]
+
+    async def test_no_attachment_is_left_behind(self) -> None:
+        """The request's attachments and a system message's go with the last user message."""
+        fake = FakeGemini()
+        base = await fake.start()
+        adapter = GeminiProvider("gemini", Endpoint(base, KEY))
+        png, pdf = (
+            Attachment("image/png", data=b"\x89PNG"),
+            Attachment("application/pdf", uri="https://example.org/a.pdf"),
+        )
+        messages = (
+            ChatMessage(Role.SYSTEM, "Be brief.", (pdf,)),
+            ChatMessage(Role.USER, "First"),
+            ChatMessage(Role.ASSISTANT, "Yes"),
+            ChatMessage(Role.USER, "Describe them"),
+        )
+        request = replace(_request(png), messages=messages)
+        try:
+            await _run(adapter, "gemini-3.1-pro-preview", request)
+        finally:
+            await adapter.close()
+            await fake.stop()
+        contents = fake.body["contents"]
+        assert [c["role"] for c in contents] == ["user", "model", "user"]
+        assert contents[-1]["parts"] == [
+            {"text": "Describe them"},
+            {"inlineData": {"mimeType": "image/png", "data": "iVBORw=="}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.org/a.pdf"}},
+        ]
+        assert fake.body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+
+    async def test_nested_error_event(self) -> None:
+        """An OpenAI `error` event that nests its error object keeps its meaning."""
+        fake = FakeOpenAIResponses()
+        base = await fake.start()
+        fake.script = [
+            sse(
+                {
+                    "type": "error",
+                    "error": {"type": "rate_limit_exceeded", "code": "rate_limit_exceeded", "message": "Slow"},
+                }
+            )
+        ]
+        adapter = OpenAIResponsesProvider("openai", Endpoint(base, KEY))
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await _run(adapter, "gpt-5.4", _request())
+        finally:
+            await adapter.close()
+            await fake.stop()
+        assert caught.value.reason == "PROVIDER_RATE_LIMITED"

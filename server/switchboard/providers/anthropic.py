@@ -124,8 +124,12 @@ class AnthropicProvider(HttpProvider):
         if system:
             body["system"] = system
         if o.reasoning:
-            body["thinking"] = {"type": "enabled", "budget_tokens": THINKING_BUDGET}
-            body["max_tokens"] = max_tokens + THINKING_BUDGET
+            # The budget counts towards max_tokens: it is added, within the model's own limit, and
+            # stays at least 1,024 tokens and below max_tokens as the API requires.
+            ceiling = model.max_output_tokens or max_tokens + THINKING_BUDGET
+            budget = max(1024, min(THINKING_BUDGET, ceiling - 1024))
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            body["max_tokens"] = max(budget + 1, min(max_tokens + budget, ceiling))
         if o.json_schema:
             body["output_config"] = {"format": {"type": "json_schema", "schema": json.loads(o.json_schema)}}
         tools: list[dict[str, Any]] = [dict(WEB_SEARCH_TOOL)] if o.web_search else []

@@ -19,11 +19,22 @@ TEXT_ATTACHMENTS = ("text/", "application/json")
 
 
 def turns(request: GenerationRequest) -> tuple[str, list[ChatMessage]]:
-    """The system text and the other messages of a request (a prompt is one user message)."""
+    """The system text and the other messages of a request (a prompt is one user message).
+
+    No attachment is left behind: the request's own attachments and those of system messages
+    (which every API takes as text only) travel with the last user message."""
     if not request.messages:
         return "", [ChatMessage(Role.USER, request.prompt, request.attachments)]
     system = "\n\n".join(m.content for m in request.messages if m.role is Role.SYSTEM)
-    return system, [m for m in request.messages if m.role is not Role.SYSTEM]
+    rest = [m for m in request.messages if m.role is not Role.SYSTEM]
+    extra = (*request.attachments, *(a for m in request.messages if m.role is Role.SYSTEM for a in m.attachments))
+    if extra:
+        last = max((i for i, m in enumerate(rest) if m.role is Role.USER), default=-1)
+        if last < 0:
+            rest.append(ChatMessage(Role.USER, "", extra))
+        else:
+            rest[last] = ChatMessage(Role.USER, rest[last].content, (*rest[last].attachments, *extra))
+    return system, rest
 
 
 def data_uri(mime_type: str, data: bytes) -> str:

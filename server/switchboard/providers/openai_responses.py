@@ -81,6 +81,8 @@ def _part(provider: str, model: Model, a: Attachment) -> dict[str, Any]:
 
 def _error(provider: str, error: Any) -> ProviderError:
     error = error if isinstance(error, dict) else {}
+    if isinstance(error.get("error"), dict):  # an `error` event that nests its error object
+        error = error["error"]
     code, message = str(error.get("code") or error.get("type") or ""), str(error.get("message", ""))[:200]
     if code in ("rate_limit_exceeded", "insufficient_quota"):
         return ProviderError("PROVIDER_RATE_LIMITED", f"{provider}: {message}", retryable=True)
