@@ -384,6 +384,19 @@ class TestRequestShapes:
         if max_output_tokens == 100:
             assert body["max_tokens"] == 100 + body["thinking"]["budget_tokens"]
 
+    async def test_openai_output_limit_is_at_least_16(self) -> None:
+        """A caller's limit under the Responses API's minimum is raised to it, not refused."""
+        fake = FakeOpenAIResponses()
+        base = await fake.start()
+        adapter = OpenAIResponsesProvider("openai", Endpoint(base, KEY))
+        try:
+            await _run(adapter, "gpt-5.4", replace(_request(), options=GenerationOptions(max_output_tokens=5)))
+        finally:
+            await adapter.close()
+            await fake.stop()
+        assert fake.rejected == []
+        assert fake.body["max_output_tokens"] == 16
+
     async def test_no_attachment_is_left_behind(self) -> None:
         """The request's attachments and a system message's go with the last user message."""
         fake = FakeGemini()

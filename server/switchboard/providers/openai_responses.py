@@ -55,6 +55,8 @@ _TEXT = frozenset(
     }
 )
 _INCOMPLETE = {"max_output_tokens": FinishReason.LENGTH, "content_filter": FinishReason.CONTENT_FILTER}
+MIN_OUTPUT_TOKENS = 16
+"""The smallest `max_output_tokens` the Responses API takes; a smaller limit is raised to it."""
 REASONING_EFFORT = "high"
 """The `reasoning.effort` sent when a request asks for reasoning (otherwise the model's default)."""
 
@@ -111,8 +113,8 @@ class OpenAIResponsesProvider(HttpProvider):
         if system:
             body["instructions"] = system
         o = request.options
-        if o.max_output_tokens:
-            body["max_output_tokens"] = o.max_output_tokens
+        if o.max_output_tokens:  # the API refuses fewer than 16
+            body["max_output_tokens"] = max(MIN_OUTPUT_TOKENS, o.max_output_tokens)
         if o.reasoning:
             body["reasoning"] = {"effort": REASONING_EFFORT, "summary": "auto"}
         if o.json_schema:
