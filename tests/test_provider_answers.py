@@ -282,6 +282,16 @@ class TestAttachments:
                 {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.org/a.pdf"}},
             ),
             (
+                "gemini",
+                Attachment("text/markdown", data=b"# Title", name="a.md"),
+                {"text": "[a.md (text/markdown)]\n# Title"},
+            ),
+            (
+                "gemini",
+                Attachment("text/csv", uri="https://example.org/a.csv"),
+                {"fileData": {"mimeType": "text/csv", "fileUri": "https://example.org/a.csv"}},
+            ),
+            (
                 "openai_compat",
                 Attachment("application/json", data=b'{"a": 1}', name="a.json"),
                 {"type": "text", "text": '[a.json (application/json)]\n{"a": 1}'},
@@ -314,6 +324,8 @@ class TestAttachments:
             ("openai", Attachment("audio/mpeg", data=b"ID3")),
             ("openai", Attachment("text/csv", uri="https://example.org/a.csv")),
             ("openai_compat", Attachment("application/pdf", data=b"%PDF")),
+            ("gemini", Attachment("image/gif", data=b"GIF89a")),
+            ("gemini", Attachment("audio/x-m4a", uri="https://example.org/a.m4a")),
         ],
     )
     async def test_unsendable_is_refused_not_dropped(self, kind: str, attachment: Attachment) -> None:

@@ -64,6 +64,7 @@ _FINISH = {
     "stop_sequence": FinishReason.STOP,
     "pause_turn": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
 }

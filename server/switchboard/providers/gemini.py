@@ -23,7 +23,16 @@ from typing import Any
 import httpx
 
 from switchboard.errors import ProviderError
-from switchboard.providers.base import HttpProvider, count, mime, string, turns
+from switchboard.providers.base import (
+    TEXT_ATTACHMENTS,
+    HttpProvider,
+    count,
+    inline_text,
+    mime,
+    string,
+    turns,
+    unsupported,
+)
 from switchboard.providers.http import bad_response, parse_json, sse
 from switchboard.types import (
     Attachment,
@@ -81,10 +90,28 @@ def thinking_config(model: Model) -> dict[str, Any]:
     return {"thinkingBudget": -1, "includeThoughts": True}
 
 
-def _part(a: Attachment) -> dict[str, Any]:
+MEDIA_TYPES = frozenset(
+    {
+        "application/pdf",
+        *(f"image/{t}" for t in ("png", "jpeg", "webp", "heic", "heif")),
+        *(f"audio/{t}" for t in ("wav", "x-wav", "mp3", "mpeg", "aiff", "aac", "ogg", "flac")),
+        *(f"video/{t}" for t in ("mp4", "mpeg", "mov", "quicktime", "avi", "x-flv", "mpg", "webm", "wmv", "3gpp")),
+    }
+)
+"""The documented image, audio, video and document types Gemini reads; others are refused here
+(retryable) rather than by the API (a 400 that would end the request)."""
+
+
+def _part(provider: str, model: Model, a: Attachment) -> dict[str, Any]:
+    kind = mime(a)
+    text = inline_text(a)
+    if text is not None:
+        return {"text": text}
+    if kind not in MEDIA_TYPES and not kind.startswith(TEXT_ATTACHMENTS):
+        raise unsupported(provider, model, a)
     if a.uri:
-        return {"fileData": {"mimeType": mime(a), "fileUri": a.uri}}
-    return {"inlineData": {"mimeType": mime(a), "data": base64.b64encode(a.data).decode()}}
+        return {"fileData": {"mimeType": kind, "fileUri": a.uri}}
+    return {"inlineData": {"mimeType": kind, "data": base64.b64encode(a.data).decode()}}
 
 
 def _citations(meta: dict[str, Any], text: bytes) -> list[Citation]:
@@ -117,7 +144,7 @@ class GeminiProvider(HttpProvider):
         contents = []
         for m in rest:
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
-            parts += [_part(a) for a in m.attachments]
+            parts += [_part(self.name, model, a) for a in m.attachments]
             contents.append({"role": "model" if m.role is Role.ASSISTANT else "user", "parts": parts})
         body: dict[str, Any] = {"contents": contents}
         if system:
