@@ -29,6 +29,7 @@ from switchboard.selection import derive_requirements
 from switchboard.types import (
     Attachment,
     ChatMessage,
+    Citation,
     GenerationOptions,
     GenerationRequest,
     Modality,
@@ -459,3 +460,35 @@ class TestRequestShapes:
             await adapter.close()
             await fake.stop()
         assert caught.value.reason == "PROVIDER_RATE_LIMITED"
+
+    async def test_openai_citation_span_counts_in_the_whole_answer(self) -> None:
+        """A url_citation's indices count in its own message's text; the frame's count in the
+        whole answer, so a source of the second message points past the first."""
+
+        def event(kind: str, **fields: Any) -> bytes:
+            return sse({"type": kind, **fields}, kind)
+
+        note = {"type": "url_citation", "url": "https://example.org/b", "title": "B", "start_index": 0, "end_index": 7}
+        done = {"id": "r", "status": "completed", "usage": {"input_tokens": 3, "output_tokens": 4}}
+        fake = FakeOpenAIResponses()
+        base = await fake.start()
+        fake.script = [
+            event("response.output_text.delta", item_id="m1", output_index=0, content_index=0, delta="First. "),
+            event("response.output_text.delta", item_id="m2", output_index=1, content_index=0, delta="Second."),
+            event(
+                "response.output_text.annotation.added",
+                item_id="m2",
+                output_index=1,
+                content_index=0,
+                annotation_index=0,
+                annotation=note,
+            ),
+            event("response.completed", response=done),
+        ]
+        adapter = OpenAIResponsesProvider("openai", Endpoint(base, KEY))
+        try:
+            events = await _run(adapter, "gpt-5.4", _request())
+        finally:
+            await adapter.close()
+            await fake.stop()
+        assert [e for e in events if isinstance(e, Citation)] == [Citation("https://example.org/b", "B", 7, 14)]

@@ -143,23 +143,30 @@ class OpenAIResponsesProvider(HttpProvider):
     async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
         """Text, reasoning summaries, citations and function calls, then the finish and usage."""
         calls = 0
+        written = 0  # code points of answer text so far
+        starts: dict[tuple[int, int], int] = {}  # (output, content part) -> where its text starts
         async for _, data in sse(response):
             event = parse_json(data, self.name)
             if not isinstance(event, dict):
                 raise bad_response(self.name, "an event that is not an object")
             kind = event.get("type")
             if kind == "response.output_text.delta":
-                yield TextChunk(string(event["delta"]))
+                text = string(event["delta"])
+                starts.setdefault((count(event["output_index"]), count(event["content_index"])), written)
+                written += len(text)
+                yield TextChunk(text)
             elif kind == "response.reasoning_summary_text.delta":
                 yield ReasoningChunk(string(event["delta"]))
             elif kind == "response.output_text.annotation.added":
                 note = event["annotation"]
                 if note["type"] == "url_citation":
+                    # The span counts in the annotated part's text; the answer may hold several.
+                    start = starts.get((count(event["output_index"]), count(event["content_index"])), 0)
                     yield Citation(
                         url=string(note["url"]),
                         title=string(note.get("title", "")),
-                        start_index=count(note.get("start_index", 0)),
-                        end_index=count(note.get("end_index", 0)),
+                        start_index=start + count(note.get("start_index", 0)),
+                        end_index=start + count(note.get("end_index", 0)),
                     )
             elif kind == "response.output_item.done":
                 item = event["item"]
