@@ -221,7 +221,10 @@ class GeminiProvider(HttpProvider):
                     elif "functionCall" in part:
                         fc = part["functionCall"]
                         calls += 1
-                        yield ToolCallEvent(f"call_{calls}", string(fc["name"]), json.dumps(fc.get("args") or {}))
+                        call_id = string(
+                            fc.get("id") or f"call_{calls}"
+                        )  # Gemini 3 gives calls an id; older models do not
+                        yield ToolCallEvent(call_id, string(fc["name"]), json.dumps(fc.get("args") or {}))
                 if candidate.get("groundingMetadata"):
                     grounding = candidate["groundingMetadata"]
                 if candidate.get("finishReason"):
