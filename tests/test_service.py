@@ -421,6 +421,12 @@ class BrokenProvider:
         raise RuntimeError("secret internal detail")
         yield  # pragma: no cover - makes this an async generator
 
+    def supports(self, model: Model) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
 
 class TestUnexpectedErrors:
     """An unexpected exception becomes INTERNAL with the request id and no internals."""

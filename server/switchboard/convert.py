@@ -20,12 +20,14 @@ from switchboard.types import (
     Attachment,
     Capability,
     ChatMessage,
+    Citation,
     Decision,
     GenerationOptions,
     GenerationRequest,
     Modality,
     Model,
     NotChosen,
+    ReasoningChunk,
     Role,
     SelectionRequest,
     Tier,
@@ -329,3 +331,21 @@ def artifact_pb(artifact: Artifact) -> router_pb2.MediaArtifact:
 def tool_call_pb(call: ToolCallEvent) -> router_pb2.ToolCall:
     """The message for a tool call."""
     return router_pb2.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json)
+
+
+def reasoning_pb(chunk: ReasoningChunk) -> router_pb2.GenerateResponse:
+    """The frame for a piece of the model's reasoning (never a TextDelta)."""
+    return router_pb2.GenerateResponse(reasoning=router_pb2.ReasoningDelta(text=chunk.text))
+
+
+def citation_pb(citation: Citation) -> router_pb2.GenerateResponse:
+    """The frame for a web source supporting the answer."""
+    return router_pb2.GenerateResponse(
+        citation=router_pb2.Citation(
+            url=citation.url,
+            title=citation.title,
+            start_index=citation.start_index,
+            end_index=citation.end_index,
+            cited_text=citation.cited_text,
+        )
+    )

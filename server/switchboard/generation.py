@@ -23,12 +23,14 @@ from switchboard.errors import ExhaustedError, ProviderError, StreamInterruptedE
 from switchboard.providers import ProviderRegistry
 from switchboard.types import (
     Artifact,
+    Citation,
     Decision,
     Finished,
     FinishReason,
     GenerationRequest,
     Model,
     ProviderEvent,
+    ReasoningChunk,
     SelectionMode,
     TextChunk,
     ToolCallEvent,
@@ -59,7 +61,7 @@ class Outcome:
     credits: int
 
 
-GenerationEvent: TypeAlias = FallbackNotice | TextChunk | Artifact | ToolCallEvent | Outcome
+GenerationEvent: TypeAlias = FallbackNotice | TextChunk | ReasoningChunk | Citation | Artifact | ToolCallEvent | Outcome
 
 
 class AttemptObserver(Protocol):

@@ -18,9 +18,11 @@ from switchboard.ledger import AccountRecord
 from switchboard.types import (
     AccountState,
     Artifact,
+    Citation,
     Decision,
     GenerationRequest,
     Modality,
+    ReasoningChunk,
     TextChunk,
     Tier,
     ToolCallEvent,
@@ -129,6 +131,10 @@ async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -
     if isinstance(event, ToolCallEvent):
         meter.saw(event)
         return router_pb2.GenerateResponse(tool_call=convert.tool_call_pb(event))
+    if isinstance(event, ReasoningChunk):
+        return convert.reasoning_pb(event)
+    if isinstance(event, Citation):
+        return convert.citation_pb(event)
     if isinstance(event, FallbackNotice):
         log.warning(
             "fallback",

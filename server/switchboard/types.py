@@ -419,6 +419,25 @@ class ToolCallEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningChunk:
+    """The next piece of the model's reasoning, never part of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A web source supporting the answer; the span counts code points of the answer's text
+    (0, 0 when the provider names none)."""
+
+    url: str
+    title: str = ""
+    start_index: int = 0
+    end_index: int = 0
+    cited_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The provider's last event: why it stopped and what it used."""
 
@@ -426,7 +445,7 @@ class Finished:
     usage: Usage
 
 
-ProviderEvent: TypeAlias = TextChunk | Artifact | ToolCallEvent | Finished
+ProviderEvent: TypeAlias = TextChunk | ReasoningChunk | Citation | Artifact | ToolCallEvent | Finished
 
 
 class Provider(Protocol):
@@ -444,4 +463,12 @@ class Provider(Protocol):
 
     def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Call the provider; yield output events, ending with one ``Finished``."""
+        ...
+
+    def supports(self, model: Model) -> bool:
+        """Whether this provider serves the model's modality (the registry simulates the rest)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the provider's connections; idempotent."""
         ...

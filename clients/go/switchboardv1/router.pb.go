@@ -1704,6 +1704,138 @@ func (*MediaArtifact_Data) isMediaArtifact_Content() {}
 
 func (*MediaArtifact_Uri) isMediaArtifact_Content() {}
 
+// ReasoningDelta is the next piece of the model's reasoning ("thinking") that the provider shares,
+// kept apart from the answer's text. Sent only when the request set options.reasoning and the
+// provider returns a reasoning summary or thought text; it is never part of a TextDelta.
+type ReasoningDelta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reasoning text to append to what was sent before.
+	Text          string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReasoningDelta) Reset() {
+	*x = ReasoningDelta{}
+	mi := &file_switchboard_v1_router_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReasoningDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReasoningDelta) ProtoMessage() {}
+
+func (x *ReasoningDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_router_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReasoningDelta.ProtoReflect.Descriptor instead.
+func (*ReasoningDelta) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReasoningDelta) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// Citation is a web source the model used for its answer, as the provider reported it. Sent when
+// web search grounded the answer; the span fields say which part of the answer it supports.
+type Citation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source's URL.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// The source's title; empty when the provider gives none.
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// The first character of the supported span, counted in the answer's text (the concatenated
+	// TextDelta frames) in Unicode code points; zero when the provider names no span.
+	StartIndex int32 `protobuf:"varint,3,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	// The character after the last of the supported span; zero when the provider names no span.
+	EndIndex int32 `protobuf:"varint,4,opt,name=end_index,json=endIndex,proto3" json:"end_index,omitempty"`
+	// The text of the source the provider quotes for this span; empty when it quotes none.
+	CitedText     string `protobuf:"bytes,5,opt,name=cited_text,json=citedText,proto3" json:"cited_text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Citation) Reset() {
+	*x = Citation{}
+	mi := &file_switchboard_v1_router_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Citation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Citation) ProtoMessage() {}
+
+func (x *Citation) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_router_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Citation.ProtoReflect.Descriptor instead.
+func (*Citation) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Citation) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Citation) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Citation) GetStartIndex() int32 {
+	if x != nil {
+		return x.StartIndex
+	}
+	return 0
+}
+
+func (x *Citation) GetEndIndex() int32 {
+	if x != nil {
+		return x.EndIndex
+	}
+	return 0
+}
+
+func (x *Citation) GetCitedText() string {
+	if x != nil {
+		return x.CitedText
+	}
+	return ""
+}
+
 // Usage counts the tokens a generation used.
 type Usage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1717,7 +1849,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchboard_v1_router_proto_msgTypes[18]
+	mi := &file_switchboard_v1_router_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1861,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_router_proto_msgTypes[18]
+	mi := &file_switchboard_v1_router_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1874,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -1784,7 +1916,7 @@ type Completion struct {
 
 func (x *Completion) Reset() {
 	*x = Completion{}
-	mi := &file_switchboard_v1_router_proto_msgTypes[19]
+	mi := &file_switchboard_v1_router_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1928,7 @@ func (x *Completion) String() string {
 func (*Completion) ProtoMessage() {}
 
 func (x *Completion) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_router_proto_msgTypes[19]
+	mi := &file_switchboard_v1_router_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1941,7 @@ func (x *Completion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Completion.ProtoReflect.Descriptor instead.
 func (*Completion) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Completion) GetModelId() string {
@@ -1881,6 +2013,8 @@ type GenerateResponse struct {
 	//	*GenerateResponse_Artifact
 	//	*GenerateResponse_ToolCall
 	//	*GenerateResponse_Completion
+	//	*GenerateResponse_Reasoning
+	//	*GenerateResponse_Citation
 	Event         isGenerateResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1888,7 +2022,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_switchboard_v1_router_proto_msgTypes[20]
+	mi := &file_switchboard_v1_router_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2034,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_router_proto_msgTypes[20]
+	mi := &file_switchboard_v1_router_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2047,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenerateResponse) GetEvent() isGenerateResponse_Event {
@@ -1977,6 +2111,24 @@ func (x *GenerateResponse) GetCompletion() *Completion {
 	return nil
 }
 
+func (x *GenerateResponse) GetReasoning() *ReasoningDelta {
+	if x != nil {
+		if x, ok := x.Event.(*GenerateResponse_Reasoning); ok {
+			return x.Reasoning
+		}
+	}
+	return nil
+}
+
+func (x *GenerateResponse) GetCitation() *Citation {
+	if x != nil {
+		if x, ok := x.Event.(*GenerateResponse_Citation); ok {
+			return x.Citation
+		}
+	}
+	return nil
+}
+
 type isGenerateResponse_Event interface {
 	isGenerateResponse_Event()
 }
@@ -2011,6 +2163,16 @@ type GenerateResponse_Completion struct {
 	Completion *Completion `protobuf:"bytes,6,opt,name=completion,proto3,oneof"`
 }
 
+type GenerateResponse_Reasoning struct {
+	// The next piece of the model's reasoning, kept apart from the answer's text.
+	Reasoning *ReasoningDelta `protobuf:"bytes,7,opt,name=reasoning,proto3,oneof"`
+}
+
+type GenerateResponse_Citation struct {
+	// A web source that supports part of the answer.
+	Citation *Citation `protobuf:"bytes,8,opt,name=citation,proto3,oneof"`
+}
+
 func (*GenerateResponse_Decision) isGenerateResponse_Event() {}
 
 func (*GenerateResponse_Fallback) isGenerateResponse_Event() {}
@@ -2022,6 +2184,10 @@ func (*GenerateResponse_Artifact) isGenerateResponse_Event() {}
 func (*GenerateResponse_ToolCall) isGenerateResponse_Event() {}
 
 func (*GenerateResponse_Completion) isGenerateResponse_Event() {}
+
+func (*GenerateResponse_Reasoning) isGenerateResponse_Event() {}
+
+func (*GenerateResponse_Citation) isGenerateResponse_Event() {}
 
 var File_switchboard_v1_router_proto protoreflect.FileDescriptor
 
@@ -2125,7 +2291,17 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x12\n" +
 	"\x03uri\x18\x03 \x01(\tH\x00R\x03uri\x12\x1c\n" +
 	"\tsimulated\x18\x04 \x01(\bR\tsimulatedB\t\n" +
-	"\acontent\"O\n" +
+	"\acontent\"$\n" +
+	"\x0eReasoningDelta\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\x8f\x01\n" +
+	"\bCitation\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1f\n" +
+	"\vstart_index\x18\x03 \x01(\x05R\n" +
+	"startIndex\x12\x1b\n" +
+	"\tend_index\x18\x04 \x01(\x05R\bendIndex\x12\x1d\n" +
+	"\n" +
+	"cited_text\x18\x05 \x01(\tR\tcitedText\"O\n" +
 	"\x05Usage\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\x03R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x02 \x01(\x03R\foutputTokens\"\xe1\x02\n" +
@@ -2140,7 +2316,7 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\tsimulated\x18\a \x01(\bR\tsimulated\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\b \x01(\tR\trequestIdB\x14\n" +
-	"\x12_balance_remaining\"\xf2\x02\n" +
+	"\x12_balance_remaining\"\xea\x03\n" +
 	"\x10GenerateResponse\x126\n" +
 	"\bdecision\x18\x01 \x01(\v2\x18.switchboard.v1.DecisionH\x00R\bdecision\x126\n" +
 	"\bfallback\x18\x02 \x01(\v2\x18.switchboard.v1.FallbackH\x00R\bfallback\x121\n" +
@@ -2149,7 +2325,9 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\ttool_call\x18\x05 \x01(\v2\x18.switchboard.v1.ToolCallH\x00R\btoolCall\x12<\n" +
 	"\n" +
 	"completion\x18\x06 \x01(\v2\x1a.switchboard.v1.CompletionH\x00R\n" +
-	"completionB\a\n" +
+	"completion\x12>\n" +
+	"\treasoning\x18\a \x01(\v2\x1e.switchboard.v1.ReasoningDeltaH\x00R\treasoning\x126\n" +
+	"\bcitation\x18\b \x01(\v2\x18.switchboard.v1.CitationH\x00R\bcitationB\a\n" +
 	"\x05event*d\n" +
 	"\vModelHealth\x12\x1c\n" +
 	"\x18MODEL_HEALTH_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -2200,7 +2378,7 @@ func file_switchboard_v1_router_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_switchboard_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_switchboard_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_switchboard_v1_router_proto_goTypes = []any{
 	(ModelHealth)(0),            // 0: switchboard.v1.ModelHealth
 	(Role)(0),                   // 1: switchboard.v1.Role
@@ -2225,18 +2403,20 @@ var file_switchboard_v1_router_proto_goTypes = []any{
 	(*TextDelta)(nil),           // 20: switchboard.v1.TextDelta
 	(*ToolCall)(nil),            // 21: switchboard.v1.ToolCall
 	(*MediaArtifact)(nil),       // 22: switchboard.v1.MediaArtifact
-	(*Usage)(nil),               // 23: switchboard.v1.Usage
-	(*Completion)(nil),          // 24: switchboard.v1.Completion
-	(*GenerateResponse)(nil),    // 25: switchboard.v1.GenerateResponse
-	(Modality)(0),               // 26: switchboard.v1.Modality
-	(Tier)(0),                   // 27: switchboard.v1.Tier
-	(*Model)(nil),               // 28: switchboard.v1.Model
-	(Capability)(0),             // 29: switchboard.v1.Capability
+	(*ReasoningDelta)(nil),      // 23: switchboard.v1.ReasoningDelta
+	(*Citation)(nil),            // 24: switchboard.v1.Citation
+	(*Usage)(nil),               // 25: switchboard.v1.Usage
+	(*Completion)(nil),          // 26: switchboard.v1.Completion
+	(*GenerateResponse)(nil),    // 27: switchboard.v1.GenerateResponse
+	(Modality)(0),               // 28: switchboard.v1.Modality
+	(Tier)(0),                   // 29: switchboard.v1.Tier
+	(*Model)(nil),               // 30: switchboard.v1.Model
+	(Capability)(0),             // 31: switchboard.v1.Capability
 }
 var file_switchboard_v1_router_proto_depIdxs = []int32{
-	26, // 0: switchboard.v1.ListModelsRequest.modality:type_name -> switchboard.v1.Modality
-	27, // 1: switchboard.v1.ListModelsRequest.tier:type_name -> switchboard.v1.Tier
-	28, // 2: switchboard.v1.ModelListing.model:type_name -> switchboard.v1.Model
+	28, // 0: switchboard.v1.ListModelsRequest.modality:type_name -> switchboard.v1.Modality
+	29, // 1: switchboard.v1.ListModelsRequest.tier:type_name -> switchboard.v1.Tier
+	30, // 2: switchboard.v1.ModelListing.model:type_name -> switchboard.v1.Model
 	0,  // 3: switchboard.v1.ModelListing.health:type_name -> switchboard.v1.ModelHealth
 	6,  // 4: switchboard.v1.ListModelsResponse.models:type_name -> switchboard.v1.ModelListing
 	1,  // 5: switchboard.v1.ChatMessage.role:type_name -> switchboard.v1.Role
@@ -2244,40 +2424,42 @@ var file_switchboard_v1_router_proto_depIdxs = []int32{
 	9,  // 7: switchboard.v1.Conversation.messages:type_name -> switchboard.v1.ChatMessage
 	11, // 8: switchboard.v1.GenerationOptions.structured_output:type_name -> switchboard.v1.StructuredOutput
 	12, // 9: switchboard.v1.GenerationOptions.tools:type_name -> switchboard.v1.Tool
-	26, // 10: switchboard.v1.GenerateRequest.modality:type_name -> switchboard.v1.Modality
-	29, // 11: switchboard.v1.GenerateRequest.required_capabilities:type_name -> switchboard.v1.Capability
+	28, // 10: switchboard.v1.GenerateRequest.modality:type_name -> switchboard.v1.Modality
+	31, // 11: switchboard.v1.GenerateRequest.required_capabilities:type_name -> switchboard.v1.Capability
 	10, // 12: switchboard.v1.GenerateRequest.conversation:type_name -> switchboard.v1.Conversation
 	8,  // 13: switchboard.v1.GenerateRequest.attachments:type_name -> switchboard.v1.Attachment
 	13, // 14: switchboard.v1.GenerateRequest.options:type_name -> switchboard.v1.GenerationOptions
-	27, // 15: switchboard.v1.GenerateRequest.preferred_tier:type_name -> switchboard.v1.Tier
+	29, // 15: switchboard.v1.GenerateRequest.preferred_tier:type_name -> switchboard.v1.Tier
 	14, // 16: switchboard.v1.SelectModelRequest.request:type_name -> switchboard.v1.GenerateRequest
 	3,  // 17: switchboard.v1.NotChosen.reason:type_name -> switchboard.v1.NotChosenReason
-	29, // 18: switchboard.v1.NotChosen.missing_capabilities:type_name -> switchboard.v1.Capability
-	28, // 19: switchboard.v1.Decision.model:type_name -> switchboard.v1.Model
+	31, // 18: switchboard.v1.NotChosen.missing_capabilities:type_name -> switchboard.v1.Capability
+	30, // 19: switchboard.v1.Decision.model:type_name -> switchboard.v1.Model
 	2,  // 20: switchboard.v1.Decision.mode:type_name -> switchboard.v1.SelectionMode
-	29, // 21: switchboard.v1.Decision.required_capabilities:type_name -> switchboard.v1.Capability
-	27, // 22: switchboard.v1.Decision.start_tier:type_name -> switchboard.v1.Tier
+	31, // 21: switchboard.v1.Decision.required_capabilities:type_name -> switchboard.v1.Capability
+	29, // 22: switchboard.v1.Decision.start_tier:type_name -> switchboard.v1.Tier
 	16, // 23: switchboard.v1.Decision.not_chosen:type_name -> switchboard.v1.NotChosen
 	17, // 24: switchboard.v1.SelectModelResponse.decision:type_name -> switchboard.v1.Decision
 	4,  // 25: switchboard.v1.Completion.finish_reason:type_name -> switchboard.v1.FinishReason
-	23, // 26: switchboard.v1.Completion.usage:type_name -> switchboard.v1.Usage
+	25, // 26: switchboard.v1.Completion.usage:type_name -> switchboard.v1.Usage
 	17, // 27: switchboard.v1.GenerateResponse.decision:type_name -> switchboard.v1.Decision
 	19, // 28: switchboard.v1.GenerateResponse.fallback:type_name -> switchboard.v1.Fallback
 	20, // 29: switchboard.v1.GenerateResponse.delta:type_name -> switchboard.v1.TextDelta
 	22, // 30: switchboard.v1.GenerateResponse.artifact:type_name -> switchboard.v1.MediaArtifact
 	21, // 31: switchboard.v1.GenerateResponse.tool_call:type_name -> switchboard.v1.ToolCall
-	24, // 32: switchboard.v1.GenerateResponse.completion:type_name -> switchboard.v1.Completion
-	5,  // 33: switchboard.v1.RouterService.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	15, // 34: switchboard.v1.RouterService.SelectModel:input_type -> switchboard.v1.SelectModelRequest
-	14, // 35: switchboard.v1.RouterService.Generate:input_type -> switchboard.v1.GenerateRequest
-	7,  // 36: switchboard.v1.RouterService.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	18, // 37: switchboard.v1.RouterService.SelectModel:output_type -> switchboard.v1.SelectModelResponse
-	25, // 38: switchboard.v1.RouterService.Generate:output_type -> switchboard.v1.GenerateResponse
-	36, // [36:39] is the sub-list for method output_type
-	33, // [33:36] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	26, // 32: switchboard.v1.GenerateResponse.completion:type_name -> switchboard.v1.Completion
+	23, // 33: switchboard.v1.GenerateResponse.reasoning:type_name -> switchboard.v1.ReasoningDelta
+	24, // 34: switchboard.v1.GenerateResponse.citation:type_name -> switchboard.v1.Citation
+	5,  // 35: switchboard.v1.RouterService.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	15, // 36: switchboard.v1.RouterService.SelectModel:input_type -> switchboard.v1.SelectModelRequest
+	14, // 37: switchboard.v1.RouterService.Generate:input_type -> switchboard.v1.GenerateRequest
+	7,  // 38: switchboard.v1.RouterService.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	18, // 39: switchboard.v1.RouterService.SelectModel:output_type -> switchboard.v1.SelectModelResponse
+	27, // 40: switchboard.v1.RouterService.Generate:output_type -> switchboard.v1.GenerateResponse
+	38, // [38:41] is the sub-list for method output_type
+	35, // [35:38] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_router_proto_init() }
@@ -2298,14 +2480,16 @@ func file_switchboard_v1_router_proto_init() {
 		(*MediaArtifact_Data)(nil),
 		(*MediaArtifact_Uri)(nil),
 	}
-	file_switchboard_v1_router_proto_msgTypes[19].OneofWrappers = []any{}
-	file_switchboard_v1_router_proto_msgTypes[20].OneofWrappers = []any{
+	file_switchboard_v1_router_proto_msgTypes[21].OneofWrappers = []any{}
+	file_switchboard_v1_router_proto_msgTypes[22].OneofWrappers = []any{
 		(*GenerateResponse_Decision)(nil),
 		(*GenerateResponse_Fallback)(nil),
 		(*GenerateResponse_Delta)(nil),
 		(*GenerateResponse_Artifact)(nil),
 		(*GenerateResponse_ToolCall)(nil),
 		(*GenerateResponse_Completion)(nil),
+		(*GenerateResponse_Reasoning)(nil),
+		(*GenerateResponse_Citation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2313,7 +2497,7 @@ func file_switchboard_v1_router_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_router_proto_rawDesc), len(file_switchboard_v1_router_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,45 @@ import httpx
 from switchboard.providers.base import HttpProvider
 from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
 from switchboard.providers.simulated import estimate_tokens, request_text
-from switchboard.types import Artifact, Finished, FinishReason, GenerationRequest, Modality, Model, ProviderEvent, Usage
+from switchboard.types import (
+    Artifact,
+    Capabilities,
+    Capability,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Modality,
+    Model,
+    ProviderEvent,
+    Usage,
+)
+
+_MEDIA: dict[Modality, Capabilities] = {
+    Modality.IMAGE: frozenset({Capability.IMAGE_GENERATION, Capability.IMAGE_EDITING, Capability.WEB_SEARCH}),
+    Modality.VIDEO: frozenset(
+        {
+            Capability.TEXT_TO_VIDEO,
+            Capability.IMAGE_TO_VIDEO,
+            Capability.REFERENCE_IMAGES,
+            Capability.NATIVE_AUDIO,
+            Capability.MULTI_SHOT,
+            Capability.VIDEO_EDITING,
+            Capability.VIDEO_EXTENSION,
+            Capability.VIDEO_REFERENCE,
+        }
+    ),
+    Modality.SPEECH: frozenset({Capability.TEXT_TO_SPEECH}),
+}
+
+
+def encodes(model: Model) -> Capabilities:
+    """What fal's endpoints carry for an image, video or speech model.
+
+    Placeholder: this lists the shipped catalog's media claims so that the load-time check covers
+    text without refusing the catalog; per-mode endpoints and input fields (image-to-video,
+    references, extension, audio) are not all on the wire yet. The media adapter's own encodings
+    replace this table."""
+    return _MEDIA.get(model.modality, frozenset())
 
 
 class FalProvider(HttpProvider):

@@ -13,12 +13,16 @@ from typing import Any
 
 import httpx
 
-from switchboard.providers.base import HttpProvider, data_uri, turns
+from switchboard.providers.base import HttpProvider, count, data_uri, inline_text, mime, string, turns, unsupported
 from switchboard.providers.http import bad_response, parse_json, sse
 from switchboard.types import (
+    Attachment,
+    Capabilities,
+    Capability,
     Finished,
     FinishReason,
     GenerationRequest,
+    Modality,
     Model,
     ProviderEvent,
     Role,
@@ -36,6 +40,25 @@ _FINISH = {
 }
 
 
+_TEXT = frozenset({Capability.IMAGE_INPUT, Capability.STRUCTURED_OUTPUT, Capability.TOOL_CALLING})
+
+
+def encodes(model: Model) -> Capabilities:
+    """What Chat Completions carries for a text model here: images (`image_url` parts),
+    structured output (`response_format`) and function tools. Self-hosted servers differ in the
+    rest, so nothing else is claimed."""
+    return _TEXT if model.modality is Modality.TEXT else frozenset()
+
+
+def _part(provider: str, model: Model, a: Attachment) -> dict[str, Any]:
+    if mime(a).startswith("image/"):
+        return {"type": "image_url", "image_url": {"url": a.uri or data_uri(mime(a), a.data)}}
+    text = inline_text(a)
+    if text is None:
+        raise unsupported(provider, model, a)
+    return {"type": "text", "text": text}
+
+
 class OpenAICompatProvider(HttpProvider):
     """Text models over the Chat Completions API."""
 
@@ -44,12 +67,9 @@ class OpenAICompatProvider(HttpProvider):
         system, rest = turns(request)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         for m in rest:
-            images = [a for a in m.attachments if a.mime_type.startswith("image/")]
-            if images:
-                parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}]
-                parts += [
-                    {"type": "image_url", "image_url": {"url": a.uri or data_uri(a.mime_type, a.data)}} for a in images
-                ]
+            if m.attachments:
+                parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+                parts += [_part(self.name, model, a) for a in m.attachments]
                 messages.append({"role": _ROLES[m.role], "content": parts})
             else:
                 messages.append({"role": _ROLES[m.role], "content": m.content})
@@ -99,19 +119,19 @@ class OpenAICompatProvider(HttpProvider):
                 raise bad_response(self.name, f"an error event: {str(chunk['error'])[:200]}")
             if chunk.get("usage"):
                 u = chunk["usage"]
-                usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
+                usage = Usage(count(u.get("prompt_tokens", 0)), count(u.get("completion_tokens", 0)))
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 if delta.get("content"):
-                    yield TextChunk(delta["content"])
+                    yield TextChunk(string(delta["content"]))
                 for tc in delta.get("tool_calls") or []:
-                    call = calls.setdefault(int(tc.get("index", 0)), {"id": "", "name": "", "args": ""})
+                    call = calls.setdefault(count(tc.get("index", 0)), {"id": "", "name": "", "args": ""})
                     fn = tc.get("function") or {}
-                    call["id"] = tc.get("id") or call["id"]
-                    call["name"] = fn.get("name") or call["name"]
-                    call["args"] += fn.get("arguments") or ""
+                    call["id"] = string(tc.get("id") or call["id"])
+                    call["name"] = string(fn.get("name") or call["name"])
+                    call["args"] += string(fn.get("arguments") or "")
                 if choice.get("finish_reason"):
-                    finish = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
+                    finish = _FINISH.get(string(choice["finish_reason"]), FinishReason.STOP)
         if not done:
             raise bad_response(self.name, "a stream that ended without [DONE]")
         for _, call in sorted(calls.items()):

@@ -23,6 +23,8 @@ from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import (
     Artifact,
     Attachment,
+    Capabilities,
+    Capability,
     Finished,
     FinishReason,
     GenerationRequest,
@@ -31,6 +33,33 @@ from switchboard.types import (
     ProviderEvent,
     Usage,
 )
+
+_MEDIA: dict[tuple[str, Modality], Capabilities] = {
+    ("openai", Modality.IMAGE): frozenset({Capability.IMAGE_GENERATION, Capability.IMAGE_EDITING}),
+    ("openai", Modality.SPEECH): frozenset({Capability.TEXT_TO_SPEECH}),
+    ("xai", Modality.IMAGE): frozenset({Capability.IMAGE_GENERATION, Capability.IMAGE_EDITING}),
+    ("xai", Modality.VIDEO): frozenset(
+        {
+            Capability.TEXT_TO_VIDEO,
+            Capability.IMAGE_TO_VIDEO,
+            Capability.REFERENCE_IMAGES,
+            Capability.VIDEO_EDITING,
+            Capability.VIDEO_EXTENSION,
+            Capability.NATIVE_AUDIO,
+        }
+    ),
+}
+
+
+def encodes(model: Model) -> Capabilities:
+    """What the media endpoints carry for an image, speech or video model of the ``openai`` or
+    ``xai`` adapter.
+
+    Placeholder: this lists the shipped catalog's media claims so that the load-time check covers
+    text without refusing the catalog; xAI image inputs (editing, image-to-video, references,
+    video edits and extension) are not on the wire yet. The media adapters' own encodings replace
+    this table."""
+    return _MEDIA.get((model.adapter, model.modality), frozenset())
 
 
 class OpenAIProvider(OpenAICompatProvider):

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from switchboard.errors import ProviderError
 from switchboard.types import (
     Artifact,
+    Citation,
     Finished,
     FinishReason,
     GenerationRequest,
     Modality,
     Model,
     ProviderEvent,
+    ReasoningChunk,
     TextChunk,
     ToolCallEvent,
     Usage,
@@ -113,6 +115,13 @@ class SimulatedProvider:
         """Always True."""
         return True
 
+    def supports(self, model: Model) -> bool:
+        """Every model: the simulation serves every modality and honours every capability."""
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release: the simulation holds no connections."""
+
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Stream a deterministic answer for ``request`` as ``model`` would, or fail as configured."""
         self.active_streams += 1
@@ -150,6 +159,8 @@ class SimulatedProvider:
         limit = request.options.max_output_tokens
         count = min(p.tokens, limit) if limit else p.tokens
         tokens = _tokens(model, text, rng, p.tokens, structured=bool(request.options.json_schema))
+        if request.options.reasoning:  # the typed frames a real provider sends, in their place
+            yield ReasoningChunk(f"[simulated reasoning of {model.id}]")
         for i, token in enumerate(tokens[:count]):
             if i and p.inter_token_s:
                 await asyncio.sleep(p.inter_token_s)
@@ -158,6 +169,9 @@ class SimulatedProvider:
                     "PROVIDER_FAILED", f"simulated failure of {model.id} mid-stream after {i} tokens", retryable=True
                 )
             yield TextChunk(token)
+        if request.options.web_search:
+            answer = len("".join(tokens[:count]))
+            yield Citation(f"https://example.com/simulated/{seed:016x}", "Simulated source", 0, answer)
         reason = FinishReason.LENGTH if limit and limit < p.tokens else FinishReason.STOP
         yield Finished(reason, Usage(usage_in, count))
 

@@ -15,6 +15,8 @@ Event: TypeAlias = (
     router_pb2.Decision
     | router_pb2.Fallback
     | router_pb2.TextDelta
+    | router_pb2.ReasoningDelta
+    | router_pb2.Citation
     | router_pb2.MediaArtifact
     | router_pb2.ToolCall
     | router_pb2.Completion
@@ -170,8 +172,8 @@ class SwitchboardClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline sent with the call
         **fields: Any,
     ) -> AsyncIterator[Event]:
-        """Stream a generation: yields the decision, fallback notices, deltas, artifacts, tool
-        calls and the completion. Breaking out of the loop cancels the call on the server."""
+        """Stream a generation: yields the decision, fallback notices, deltas, reasoning deltas,
+        citations, artifacts, tool calls and the completion. Breaking out of the loop cancels the call on the server."""
         req = request if request is not None else build_request(**fields)
         call = self._router.Generate(req, timeout=timeout or self.timeout, metadata=self._metadata)
         try:

@@ -279,6 +279,26 @@ class MediaArtifact(_message.Message):
     simulated: bool
     def __init__(self, mime_type: _Optional[str] = ..., data: _Optional[bytes] = ..., uri: _Optional[str] = ..., simulated: _Optional[bool] = ...) -> None: ...
 
+class ReasoningDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class Citation(_message.Message):
+    __slots__ = ("url", "title", "start_index", "end_index", "cited_text")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    START_INDEX_FIELD_NUMBER: _ClassVar[int]
+    END_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CITED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    title: str
+    start_index: int
+    end_index: int
+    cited_text: str
+    def __init__(self, url: _Optional[str] = ..., title: _Optional[str] = ..., start_index: _Optional[int] = ..., end_index: _Optional[int] = ..., cited_text: _Optional[str] = ...) -> None: ...
+
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -308,17 +328,21 @@ class Completion(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., credits_charged: _Optional[int] = ..., balance_remaining: _Optional[int] = ..., attempts: _Optional[int] = ..., simulated: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("decision", "fallback", "delta", "artifact", "tool_call", "completion")
+    __slots__ = ("decision", "fallback", "delta", "artifact", "tool_call", "completion", "reasoning", "citation")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    REASONING_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     fallback: Fallback
     delta: TextDelta
     artifact: MediaArtifact
     tool_call: ToolCall
     completion: Completion
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., artifact: _Optional[_Union[MediaArtifact, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ...) -> None: ...
+    reasoning: ReasoningDelta
+    citation: Citation
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., artifact: _Optional[_Union[MediaArtifact, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., reasoning: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., citation: _Optional[_Union[Citation, _Mapping]] = ...) -> None: ...

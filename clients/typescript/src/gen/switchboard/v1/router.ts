@@ -577,6 +577,36 @@ export interface MediaArtifact {
   simulated: boolean;
 }
 
+/**
+ * ReasoningDelta is the next piece of the model's reasoning ("thinking") that the provider shares,
+ * kept apart from the answer's text. Sent only when the request set options.reasoning and the
+ * provider returns a reasoning summary or thought text; it is never part of a TextDelta.
+ */
+export interface ReasoningDelta {
+  /** Reasoning text to append to what was sent before. */
+  text: string;
+}
+
+/**
+ * Citation is a web source the model used for its answer, as the provider reported it. Sent when
+ * web search grounded the answer; the span fields say which part of the answer it supports.
+ */
+export interface Citation {
+  /** The source's URL. */
+  url: string;
+  /** The source's title; empty when the provider gives none. */
+  title: string;
+  /**
+   * The first character of the supported span, counted in the answer's text (the concatenated
+   * TextDelta frames) in Unicode code points; zero when the provider names no span.
+   */
+  startIndex: number;
+  /** The character after the last of the supported span; zero when the provider names no span. */
+  endIndex: number;
+  /** The text of the source the provider quotes for this span; empty when it quotes none. */
+  citedText: string;
+}
+
 /** Usage counts the tokens a generation used. */
 export interface Usage {
   /** Tokens read. */
@@ -632,7 +662,15 @@ export interface GenerateResponse {
     | ToolCall
     | undefined;
   /** The last frame of a successful stream. */
-  completion?: Completion | undefined;
+  completion?:
+    | Completion
+    | undefined;
+  /** The next piece of the model's reasoning, kept apart from the answer's text. */
+  reasoning?:
+    | ReasoningDelta
+    | undefined;
+  /** A web source that supports part of the answer. */
+  citation?: Citation | undefined;
 }
 
 function createBaseListModelsRequest(): ListModelsRequest {
@@ -2843,6 +2881,218 @@ export const MediaArtifact: MessageFns<MediaArtifact> = {
   },
 };
 
+function createBaseReasoningDelta(): ReasoningDelta {
+  return { text: "" };
+}
+
+export const ReasoningDelta: MessageFns<ReasoningDelta> = {
+  encode(message: ReasoningDelta, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== "") {
+      writer.uint32(10).string(message.text);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReasoningDelta {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReasoningDelta();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReasoningDelta {
+    return { text: isSet(object.text) ? globalThis.String(object.text) : "" };
+  },
+
+  toJSON(message: ReasoningDelta): unknown {
+    const obj: any = {};
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReasoningDelta>, I>>(base?: I): ReasoningDelta {
+    return ReasoningDelta.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReasoningDelta>, I>>(object: I): ReasoningDelta {
+    const message = createBaseReasoningDelta();
+    message.text = object.text ?? "";
+    return message;
+  },
+};
+
+function createBaseCitation(): Citation {
+  return { url: "", title: "", startIndex: 0, endIndex: 0, citedText: "" };
+}
+
+export const Citation: MessageFns<Citation> = {
+  encode(message: Citation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.title !== "") {
+      writer.uint32(18).string(message.title);
+    }
+    if (message.startIndex !== 0) {
+      writer.uint32(24).int32(message.startIndex);
+    }
+    if (message.endIndex !== 0) {
+      writer.uint32(32).int32(message.endIndex);
+    }
+    if (message.citedText !== "") {
+      writer.uint32(42).string(message.citedText);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Citation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCitation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.startIndex = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.endIndex = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.citedText = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Citation {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      startIndex: isSet(object.startIndex)
+        ? globalThis.Number(object.startIndex)
+        : isSet(object.start_index)
+        ? globalThis.Number(object.start_index)
+        : 0,
+      endIndex: isSet(object.endIndex)
+        ? globalThis.Number(object.endIndex)
+        : isSet(object.end_index)
+        ? globalThis.Number(object.end_index)
+        : 0,
+      citedText: isSet(object.citedText)
+        ? globalThis.String(object.citedText)
+        : isSet(object.cited_text)
+        ? globalThis.String(object.cited_text)
+        : "",
+    };
+  },
+
+  toJSON(message: Citation): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.startIndex !== 0) {
+      obj.startIndex = Math.round(message.startIndex);
+    }
+    if (message.endIndex !== 0) {
+      obj.endIndex = Math.round(message.endIndex);
+    }
+    if (message.citedText !== "") {
+      obj.citedText = message.citedText;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Citation>, I>>(base?: I): Citation {
+    return Citation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Citation>, I>>(object: I): Citation {
+    const message = createBaseCitation();
+    message.url = object.url ?? "";
+    message.title = object.title ?? "";
+    message.startIndex = object.startIndex ?? 0;
+    message.endIndex = object.endIndex ?? 0;
+    message.citedText = object.citedText ?? "";
+    return message;
+  },
+};
+
 function createBaseUsage(): Usage {
   return { inputTokens: 0, outputTokens: 0 };
 }
@@ -3154,6 +3404,8 @@ function createBaseGenerateResponse(): GenerateResponse {
     artifact: undefined,
     toolCall: undefined,
     completion: undefined,
+    reasoning: undefined,
+    citation: undefined,
   };
 }
 
@@ -3176,6 +3428,12 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
     }
     if (message.completion !== undefined) {
       Completion.encode(message.completion, writer.uint32(50).fork()).join();
+    }
+    if (message.reasoning !== undefined) {
+      ReasoningDelta.encode(message.reasoning, writer.uint32(58).fork()).join();
+    }
+    if (message.citation !== undefined) {
+      Citation.encode(message.citation, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -3241,6 +3499,22 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
             message.completion = Completion.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reasoning = ReasoningDelta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.citation = Citation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3265,6 +3539,8 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
         ? ToolCall.fromJSON(object.tool_call)
         : undefined,
       completion: isSet(object.completion) ? Completion.fromJSON(object.completion) : undefined,
+      reasoning: isSet(object.reasoning) ? ReasoningDelta.fromJSON(object.reasoning) : undefined,
+      citation: isSet(object.citation) ? Citation.fromJSON(object.citation) : undefined,
     };
   },
 
@@ -3287,6 +3563,12 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
     }
     if (message.completion !== undefined) {
       obj.completion = Completion.toJSON(message.completion);
+    }
+    if (message.reasoning !== undefined) {
+      obj.reasoning = ReasoningDelta.toJSON(message.reasoning);
+    }
+    if (message.citation !== undefined) {
+      obj.citation = Citation.toJSON(message.citation);
     }
     return obj;
   },
@@ -3313,6 +3595,12 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
       : undefined;
     message.completion = (object.completion !== undefined && object.completion !== null)
       ? Completion.fromPartial(object.completion)
+      : undefined;
+    message.reasoning = (object.reasoning !== undefined && object.reasoning !== null)
+      ? ReasoningDelta.fromPartial(object.reasoning)
+      : undefined;
+    message.citation = (object.citation !== undefined && object.citation !== null)
+      ? Citation.fromPartial(object.citation)
       : undefined;
     return message;
   },
