@@ -7,9 +7,7 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
-from switchboard.providers.http import Endpoint, from_exception, from_status, make_client
+from switchboard.providers.http import Endpoint, HttpError, StreamResponse, from_exception, from_status, make_client
 from switchboard.tracing import inject_headers
 from switchboard.types import ChatMessage, GenerationRequest, Modality, Model, ProviderEvent, Role
 
@@ -56,7 +54,7 @@ class HttpProvider:
         """The path, headers and JSON body of the call."""
         raise NotImplementedError
 
-    def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """The output events read from a successful streaming response."""
         raise NotImplementedError
 
@@ -77,7 +75,7 @@ class HttpProvider:
                     )
                 async for event in self.events(response, model):
                     yield event
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             raise from_exception(exc, self.name) from None
 
     @property

@@ -14,10 +14,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.providers.base import HttpProvider
-from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
+from switchboard.providers.http import Endpoint, HttpError, Response, bad_response, check_status, from_exception
 from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import Artifact, Finished, FinishReason, GenerationRequest, Modality, Model, ProviderEvent, Usage
 
@@ -71,16 +69,16 @@ class FalProvider(HttpProvider):
                 await asyncio.sleep(self.poll_s)
             cancel_url = ""
             output = self._json(await self._client.get(response_url, headers=headers))
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             raise from_exception(exc, self.name) from None
         finally:
             if cancel_url:  # the caller went away or the call failed while queued: free the job
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(HttpError):
                     await asyncio.shield(self._client.put(cancel_url, headers=headers, timeout=2.0))
         yield self._artifact(model, output)
         yield Finished(FinishReason.STOP, Usage(estimate_tokens(request_text(request)), 0))
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
+    def _json(self, response: Response) -> dict[str, Any]:
         check_status(response, self.name, self.endpoint.api_key)
         try:
             data = response.json()

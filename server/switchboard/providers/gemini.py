@@ -11,11 +11,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
 from switchboard.providers.base import HttpProvider, turns
-from switchboard.providers.http import bad_response, parse_json, sse
+from switchboard.providers.http import StreamResponse, bad_response, parse_json, sse
 from switchboard.types import (
     Finished,
     FinishReason,
@@ -83,7 +81,7 @@ class GeminiProvider(HttpProvider):
         path = f"/v1beta/models/{model.upstream_model}:streamGenerateContent?alt=sse"
         return path, {"x-goog-api-key": self.endpoint.api_key}, body
 
-    async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """Text and function calls, then the finish reason and usage."""
         usage = Usage()
         finish: FinishReason | None = None

@@ -14,10 +14,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
-from switchboard.providers.http import Endpoint, bad_response, check_status, from_exception
+from switchboard.providers.http import Endpoint, HttpError, bad_response, check_status, from_exception
 from switchboard.providers.openai_compat import OpenAICompatProvider
 from switchboard.providers.simulated import estimate_tokens, request_text
 from switchboard.types import (
@@ -97,7 +95,7 @@ class OpenAIProvider(OpenAICompatProvider):
                 raise bad_response(self.name, "empty audio")
             yield Artifact(response.headers.get("content-type", "audio/wav").split(";")[0], data=response.content)
             yield Finished(FinishReason.STOP, Usage(estimate_tokens(text), 0))
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             raise from_exception(exc, self.name) from None
 
     def _check_inputs(self, model: Model, files: list[Attachment]) -> None:
