@@ -48,8 +48,8 @@ def real_adapters(endpoints: Mapping[str, Endpoint]) -> dict[str, Provider]:
     for name, endpoint in endpoints.items():
         if name == "openai":
             made[name] = OpenAIProvider(name, endpoint)
-        elif name == "xai":  # text, image generation and video through the same API shapes
-            made[name] = OpenAIProvider(name, endpoint, speech=False, video=True, edits=False)
+        elif name == "xai":  # text, images (edits as JSON) and video
+            made[name] = OpenAIProvider(name, endpoint, speech=False, video=True, json_edits=True)
         elif name == "openai_compat":
             made[name] = OpenAICompatProvider(name, endpoint)
         elif name == "anthropic":
