@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -187,3 +191,24 @@ class TestTransportFailures:
         with pytest.raises(ProviderError) as failed:
             await _texts(adapter)
         assert failed.value.reason == "PROVIDER_UNAVAILABLE"
+
+
+class TestBenchmark:
+    """The README's client benchmark runs and shows connections reused."""
+
+    def test_bench_http_client(self) -> None:
+        """A short run of ``bench/http_client.py`` (the README's command with small counts) reports
+        its figures and opens no more sockets than streams run at once."""
+        root = Path(__file__).resolve().parents[1]
+        args = ["--requests", "20", "--tokens", "5", "--concurrency", "4", "--runs", "1"]
+        done = subprocess.run(
+            [sys.executable, str(root / "bench" / "http_client.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "CPU per token" in done.stdout
+        found = re.search(r"sockets opened per run: +(\d+) \(1-token\), (\d+)", done.stdout)
+        assert found is not None, done.stdout
+        assert max(int(found.group(1)), int(found.group(2))) <= 4
