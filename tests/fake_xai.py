@@ -32,7 +32,7 @@ VIDEOS = schema(
     checks=_VIDEO_OPTIONS,
     exclusive="image reference_images",
 )
-VIDEO_EDITS = schema("model prompt video", "", checks=_VIDEO_OPTIONS)
+VIDEO_EDITS = schema("model prompt video", "duration aspect_ratio resolution", checks=_VIDEO_OPTIONS)
 EXTENSIONS = schema("model prompt video", "duration", checks=_VIDEO_OPTIONS)
 SCHEMAS = {
     "/v1/images/generations": IMAGES,
