@@ -7,9 +7,15 @@ measures its own CPU time. The upstream counts the distinct client sockets it sa
 
     .venv/bin/python bench/http_client.py                  # the adapter of this checkout
     PYTHONPATH=<older checkout>/server .venv/bin/python bench/http_client.py   # another build
+    .venv/bin/python bench/http_client.py --tls            # over HTTPS (Go upstream, h2 or h1)
 
 Each figure is the median of ``--runs`` runs. Per request: the CPU of a one-token stream. Per
 token: the slope between one-token and ``--tokens``-token streams.
+
+The upstream is Python (aiohttp) by default; ``--go`` runs ``bench/sse_upstream.go`` instead, and
+``--tls`` serves HTTPS from it with a fresh self-signed certificate that this process trusts
+(``SSL_CERT_FILE``), offering HTTP/2 and HTTP/1.1 by ALPN: a client that speaks HTTP/2 (httpx
+with ``http2=True``, the client before aiohttp) negotiates it, so both protocols can be compared.
 """
 
 from __future__ import annotations
@@ -17,13 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-from aiohttp import web
 
 
 def _frames(tokens: int) -> bytes:
@@ -49,6 +55,8 @@ def _frames(tokens: int) -> bytes:
 def serve() -> None:
     """The upstream: streams ``tokens`` chunks (query ``?t=``), one write per event, and counts
     client sockets by their port."""
+    from aiohttp import web  # noqa: PLC0415 - imported after SSL_CERT_FILE is set on the measuring side
+
     peers: set[object] = set()
     cache: dict[int, list[bytes]] = {}
 
@@ -88,7 +96,7 @@ def serve() -> None:
 
 
 async def measure(base: str, requests: int, tokens: int, concurrency: int, runs: int) -> dict[str, float]:
-    """CPU µs per request for ``tokens``-token streams, and sockets opened per run."""
+    """CPU µs per request for ``tokens``-token streams, and the client sockets that carried them."""
     import aiohttp  # noqa: PLC0415 - only the measuring side needs it
     from switchboard.catalog import load_catalog  # noqa: PLC0415 - after PYTHONPATH is in effect
     from switchboard.providers.http import Endpoint  # noqa: PLC0415
@@ -126,15 +134,22 @@ async def measure(base: str, requests: int, tokens: int, concurrency: int, runs:
     await batch(min(50, requests))  # warm up: imports, pool, caches
     cpu: list[float] = []
     sockets: list[int] = []
+    h2: list[int] = []
     async with aiohttp.ClientSession() as control:
         for _ in range(runs):
             await (await control.post(base + "/reset")).read()
             start = time.process_time()
             await batch(requests)
             cpu.append((time.process_time() - start) / requests * 1e6)
-            sockets.append((await (await control.get(base + "/stats")).json())["sockets"])
+            stats = await (await control.get(base + "/stats")).json(content_type=None)
+            sockets.append(stats["sockets"])
+            h2.append(stats.get("h2", 0))
     await adapter.close()
-    return {"cpu_us_per_request": statistics.median(cpu), "sockets": statistics.median(sockets)}
+    return {
+        "cpu_us_per_request": statistics.median(cpu),
+        "sockets": statistics.median(sockets),
+        "h2": statistics.median(h2),
+    }
 
 
 def main() -> None:
@@ -144,16 +159,27 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100, help="tokens of the long stream (default 100)")
     parser.add_argument("--concurrency", type=int, default=16, help="streams at once (default 16)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported (default 3)")
+    parser.add_argument("--go", action="store_true", help="run the Go upstream (bench/sse_upstream.go)")
+    parser.add_argument("--tls", action="store_true", help="HTTPS from the Go upstream, HTTP/2 or HTTP/1.1 by ALPN")
     args = parser.parse_args()
     if args.serve:
         serve()
         return
-    server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve"], stdout=subprocess.PIPE, text=True
-    )
+    here = Path(__file__).resolve().parent
+    cert = Path(tempfile.mkdtemp()) / "upstream.pem"
+    if args.go or args.tls:
+        binary = cert.parent / "sse_upstream"  # built, then run, so that terminating it stops the server
+        subprocess.run(["go", "build", "-o", str(binary), str(here / "sse_upstream.go")], check=True)
+        command = [str(binary), *(["-tls", "-cert", str(cert)] if args.tls else [])]
+    else:
+        command = [sys.executable, str(here / "http_client.py"), "--serve"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert server.stdout is not None
-        base = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        port = int(server.stdout.readline())
+        if args.tls:
+            os.environ["SSL_CERT_FILE"] = str(cert)  # before any client makes its TLS context
+        base = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}"
         short = asyncio.run(measure(base, args.requests, 1, args.concurrency, args.runs))
         long = asyncio.run(measure(base, args.requests, args.tokens, args.concurrency, args.runs))
     finally:
@@ -169,8 +195,10 @@ def main() -> None:
     print(f"CPU per {args.tokens}-token stream:      {long['cpu_us_per_request']:8.0f} µs")
     print(f"CPU per token:                 {per_token:8.1f} µs")
     print(
-        f"sockets opened per run:        {short['sockets']:8.0f} (1-token), {long['sockets']:.0f} ({args.tokens}-token)"
+        f"sockets used per run:          {short['sockets']:8.0f} (1-token), {long['sockets']:.0f} ({args.tokens}-token)"
     )
+    if args.tls:
+        print(f"of which HTTP/2:               {short['h2']:8.0f} (1-token), {long['h2']:.0f} ({args.tokens}-token)")
 
 
 if __name__ == "__main__":

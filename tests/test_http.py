@@ -209,6 +209,6 @@ class TestBenchmark:
             check=True,
         )
         assert "CPU per token" in done.stdout
-        found = re.search(r"sockets opened per run: +(\d+) \(1-token\), (\d+)", done.stdout)
+        found = re.search(r"sockets used per run: +(\d+) \(1-token\), (\d+)", done.stdout)
         assert found is not None, done.stdout
         assert max(int(found.group(1)), int(found.group(2))) <= 4
