@@ -57,7 +57,7 @@ class Endpoint:
     api_key: str = field(default="", repr=False)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
-    max_connections: int = 256
+    max_connections: int = 512
     """The pool's bound: at most this many connections to the provider at once. A call beyond it
     waits for a free one, within the connect timeout."""
 
