@@ -1,11 +1,11 @@
-"""Provider fakes: real HTTP servers on 127.0.0.1 speaking each provider's streaming wire format
+"""Text provider fakes: real HTTP servers on 127.0.0.1 speaking each provider's streaming wire format
 (status codes, headers, SSE event names and payloads, usage frames, error bodies), with scripted
-failures. The adapters' real code paths run against them."""
+failures. The adapters' real code paths run against them. The media fakes are fake_fal.py,
+fake_openai_media.py and fake_xai.py."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
@@ -127,14 +127,6 @@ def error_body(kind: str, status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
 
 
-PNG_1X1 = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108020000009077"
-        "53de0000000c4944415408d763f8cfc0000003010100c9fe92ef0000000049454e44ae426082"
-    )
-).decode()
-
-
 class FakeProvider:
     """One provider's API on a free loopback port. Set ``scenario`` before each call."""
 
@@ -146,22 +138,8 @@ class FakeProvider:
         self.echo_key = ""
         self._runner: web.AppRunner | None = None
 
-    async def video_status(self, request: web.Request) -> web.Response:
-        """xAI's video job: pending on the first poll, then done with the video's URL."""
-        self.polls = getattr(self, "polls", 0) + 1
-        if self.polls < 2:
-            return web.json_response({"status": "pending"})
-        return web.json_response(
-            {
-                "status": "done",
-                "model": "grok-imagine-video",
-                "video": {"url": "https://vidgen.example/v.mp4", "duration": 6},
-            }
-        )
-
     async def start(self) -> str:
         app = web.Application()
-        app.router.add_get("/{prefix:.*}/videos/{rid}", self.video_status)
         app.router.add_post("/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -175,12 +153,8 @@ class FakeProvider:
             await self._runner.cleanup()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.endswith("/images/edits"):
-            return await self.image_edit(request)
         self.requests.append((request.path_qs, dict(request.headers), await request.json()))
         sc = self.scenario
-        if request.path.endswith(("/images/generations", "/audio/speech", "/videos/generations")):
-            return self.media(request.path)
         if sc == "429":
             return web.json_response(
                 error_body(self.kind, 429, "Rate limit reached"), status=429, headers={"retry-after": "7"}
@@ -221,117 +195,3 @@ class FakeProvider:
             self.disconnected.set()
             raise
         return resp
-
-    async def image_edit(self, request: web.Request) -> web.Response:
-        """OpenAI's image edits: a multipart form with `model`, `prompt`, `n` and `image[]` files.
-        Recorded as the form's fields, each file as (filename, content type, size)."""
-        form = await request.post()
-        fields: dict[str, Any] = {}
-        for key, value in form.items():
-            if isinstance(value, web.FileField):
-                fields.setdefault(key, []).append((value.filename, value.content_type, len(value.file.read())))
-            else:
-                fields[key] = value
-        self.requests.append((request.path_qs, dict(request.headers), fields))
-        if not fields.get("image[]"):
-            return web.json_response(error_body("openai", 400, "image is required"), status=400)
-        return self.media(request.path)
-
-    def media(self, path: str) -> web.Response:
-        """OpenAI's images and speech answers (or their errors)."""
-        if self.scenario == "429":
-            return web.json_response(
-                error_body("openai", 429, "Rate limit reached"), status=429, headers={"retry-after": "3"}
-            )
-        if self.scenario == "500":
-            return web.json_response(error_body("openai", 500, "The server had an error"), status=500)
-        if path.endswith("/videos/generations"):
-            return web.json_response({"request_id": "vid-1"})
-        if path.endswith(("/images/generations", "/images/edits")):
-            return web.json_response(
-                {
-                    "created": 1,
-                    "data": [{"b64_json": PNG_1X1}],
-                    "usage": {"input_tokens": 9, "output_tokens": 272, "total_tokens": 281},
-                }
-            )
-        return web.Response(body=b"RIFF$\x00\x00\x00WAVEfmt ", content_type="audio/wav")
-
-
-class FakeFal:
-    """fal's queue API: submit, status, result and cancel, on a free loopback port."""
-
-    def __init__(self, polls_before_done: int = 2) -> None:
-        self.polls_before_done = polls_before_done
-        self.scenario = "normal"
-        self.calls: list[str] = []
-        self.cancelled = asyncio.Event()
-        self._polls: dict[str, int] = {}
-        self._runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/{model:.*}", self.submit)
-        app.router.add_get("/{model:.*}/requests/{rid}/status", self.status)
-        app.router.add_get("/{model:.*}/requests/{rid}", self.result)
-        app.router.add_put("/{model:.*}/requests/{rid}/cancel", self.cancel)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-        return self.base
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def submit(self, request: web.Request) -> web.Response:
-        model = request.match_info["model"]
-        self.calls.append(f"POST {model} {request.headers.get('Authorization', '').split(' ')[0]}")
-        if self.scenario == "429":
-            return web.json_response({"detail": "Too many requests"}, status=429, headers={"retry-after": "5"})
-        rid = f"req-{len(self.calls)}"
-        url = f"{self.base}/{model}/requests/{rid}"
-        return web.json_response(
-            {
-                "request_id": rid,
-                "status_url": f"{url}/status",
-                "response_url": url,
-                "cancel_url": f"{url}/cancel",
-                "queue_position": 0,
-            }
-        )
-
-    async def status(self, request: web.Request) -> web.Response:
-        rid = request.match_info["rid"]
-        self._polls[rid] = self._polls.get(rid, 0) + 1
-        if self.scenario == "forever" or self._polls[rid] <= self.polls_before_done:
-            return web.json_response({"status": "IN_QUEUE" if self._polls[rid] == 1 else "IN_PROGRESS"})
-        return web.json_response({"status": "COMPLETED"})
-
-    async def result(self, request: web.Request) -> web.Response:
-        model = request.match_info["model"]
-        if self.scenario == "500":
-            return web.json_response({"detail": "Internal error"}, status=500)
-        if "tts" in model or "elevenlabs" in model:
-            return web.json_response({"audio": {"url": "https://fal.media/files/a.mp3", "content_type": "audio/mpeg"}})
-        if "image" in model:
-            return web.json_response(
-                {
-                    "images": [
-                        {
-                            "url": "https://fal.media/files/i.png",
-                            "content_type": "image/png",
-                            "width": 1024,
-                            "height": 1024,
-                        }
-                    ]
-                }
-            )
-        return web.json_response({"video": {"url": "https://fal.media/files/v.mp4", "content_type": "video/mp4"}})
-
-    async def cancel(self, request: web.Request) -> web.Response:
-        self.cancelled.set()
-        return web.json_response({"status": "CANCELLATION_REQUESTED"})

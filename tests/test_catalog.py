@@ -155,6 +155,18 @@ class TestBadConfig:
         with pytest.raises(ConfigError, match="unknown preferred model 'gpt-9'"):
             build_catalog(config, "c.yaml")
 
+    def test_mode_endpoints_name_claimed_modes(self) -> None:
+        """A route's mode endpoint must be for one of the model's capabilities, and not empty."""
+        config = parse_config(default_config_text(), "c.yaml")
+        veo = next(m for m in config.models if m.id == "fal-ai/veo3.1/fast")
+        veo.route.mode_endpoints.add(capability=catalog_pb2.CAPABILITY_MULTI_SHOT, endpoint="fal-ai/x")
+        with pytest.raises(ConfigError, match=r"fal-ai/veo3\.1/fast.*not one of the model's capabilities"):
+            build_catalog(config, "c.yaml")
+        del veo.route.mode_endpoints[-1]
+        veo.route.mode_endpoints[0].endpoint = " "
+        with pytest.raises(ConfigError, match="needs an endpoint"):
+            build_catalog(config, "c.yaml")
+
     def test_default_plan_must_exist(self) -> None:
         """default_plan_id must name a plan."""
         config = parse_config(default_config_text(), "c.yaml")

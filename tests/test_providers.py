@@ -4,7 +4,6 @@ over a real gRPC channel."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import ServerFactory, wait_until
-from fakes import PNG_1X1, TOKENS, FakeFal, FakeProvider
+from fakes import TOKENS, FakeProvider
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
 from switchboard.app import provider_endpoints
@@ -22,16 +21,12 @@ from switchboard.health import CircuitBreaker
 from switchboard.providers import real_adapters
 from switchboard.providers.anthropic import AnthropicProvider
 from switchboard.providers.base import HttpProvider
-from switchboard.providers.fal import FalProvider
 from switchboard.providers.gemini import GeminiProvider
 from switchboard.providers.http import Endpoint
 from switchboard.providers.openai_compat import OpenAICompatProvider
-from switchboard.providers.openai_media import OpenAIProvider
 from switchboard.selection import derive_requirements
 from switchboard.settings import Settings
 from switchboard.types import (
-    Artifact,
-    Attachment,
     Finished,
     FinishReason,
     GenerationRequest,
@@ -259,142 +254,9 @@ class TestFallbackOverTheWire:
         await adapter.close()
 
 
-class TestMedia:
-    """Image, speech and video through OpenAI's media endpoints and fal's queue."""
-
-    async def test_openai_image_and_speech(self) -> None:
-        """An image comes back as PNG bytes with the provider's usage; speech as audio bytes."""
-        fake = FakeProvider("openai")
-        base = await fake.start()
-        adapter = OpenAIProvider("openai", Endpoint(base, SECRET))
-        try:
-            catalog = load_catalog(None)
-            image, speech = catalog.model("openai/gpt-image-2"), catalog.model("tts-1-hd")
-            assert image is not None
-            assert speech is not None
-            events, error = await run(adapter, image)
-            assert error is None
-            assert isinstance(events[0], Artifact)
-            assert events[0].data.startswith(b"\x89PNG")
-            assert events[-1].usage.input_tokens == 9  # type: ignore[union-attr]
-            assert fake.requests[-1][2]["model"] == "gpt-image-2"
-            events, error = await run(adapter, speech)
-            assert error is None
-            assert isinstance(events[0], Artifact)
-            assert events[0].mime_type == "audio/wav"
-            assert fake.requests[-1][0] == "/v1/audio/speech"
-            by_uri = replace(REQUEST, attachments=(Attachment("image/png", uri="https://x.example/a.png"),))
-            with pytest.raises(ProviderError) as refused:
-                async for _ in adapter.stream(image, by_uri):
-                    pass
-            assert (refused.value.reason, refused.value.retryable) == ("PROVIDER_UNSUPPORTED_INPUT", True)
-            assert "bytes" in refused.value.message
-            png = base64.b64decode(PNG_1X1)
-            editing = replace(
-                REQUEST,
-                attachments=(Attachment("image/png", data=png), Attachment("image/jpeg", data=b"\xff\xd8jpeg")),
-            )
-            events = [e async for e in adapter.stream(image, editing)]
-            assert isinstance(events[0], Artifact)
-            assert events[0].data.startswith(b"\x89PNG")
-            path, headers, form = fake.requests[-1]
-            assert path == "/v1/images/edits"
-            assert headers["Authorization"] == f"Bearer {SECRET}"
-            assert (form["model"], form["prompt"], form["n"]) == ("gpt-image-2", "Say hello", "1")
-            assert form["image[]"] == [("image-0.png", "image/png", len(png)), ("image-1.jpeg", "image/jpeg", 6)]
-            fake.scenario = "429"
-            _, error = await run(adapter, image)
-            assert error is not None
-            assert error.reason == "PROVIDER_RATE_LIMITED"
-        finally:
-            await adapter.close()
-            await fake.stop()
-
-    @pytest.mark.parametrize(
-        ("model_id", "mime"),
-        [
-            ("fal-ai/gemini-3-pro-image-preview", "image/png"),
-            ("fal-ai/veo3.1/fast", "video/mp4"),
-            ("bytedance/seedance-2.0", "video/mp4"),
-            ("fal-ai/elevenlabs/tts/eleven-v3", "audio/mpeg"),
-        ],
-    )
-    async def test_fal_queue(self, model_id: str, mime: str) -> None:
-        """Submit, poll until COMPLETED, read the output URL."""
-        fal = FakeFal()
-        base = await fal.start()
-        adapter = FalProvider("fal", Endpoint(base, SECRET), poll_s=0.01)
-        try:
-            model = load_catalog(None).model(model_id)
-            assert model is not None
-            events, error = await run(adapter, model)
-            assert error is None
-            assert isinstance(events[0], Artifact)
-            assert (events[0].mime_type, events[0].uri.startswith("https://fal.media/")) == (mime, True)
-            assert fal.calls == [f"POST {model_id} Key"]
-            assert not fal.cancelled.is_set()
-        finally:
-            await adapter.close()
-            await fal.stop()
-
-    async def test_fal_failures_and_cancel(self) -> None:
-        """A 429 at submission is retryable; a 500 on the result too; cancelling while queued cancels the job."""
-        fal = FakeFal()
-        base = await fal.start()
-        adapter = FalProvider("fal", Endpoint(base, SECRET), poll_s=0.01)
-        model = load_catalog(None).model("fal-ai/veo3.1")
-        assert model is not None
-        try:
-            fal.scenario = "429"
-            _, error = await run(adapter, model)
-            assert error is not None
-            assert (error.reason, error.retryable) == ("PROVIDER_RATE_LIMITED", True)
-            fal.scenario = "500"
-            _, error = await run(adapter, model)
-            assert error is not None
-            assert error.reason == "PROVIDER_OVERLOADED"
-            fal.scenario = "forever"
-            task = asyncio.create_task(run(adapter, model))
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await asyncio.wait_for(fal.cancelled.wait(), timeout=3)
-        finally:
-            await adapter.close()
-            await fal.stop()
-
-    async def test_xai_image_edits_are_refused_not_ignored(self) -> None:
-        """xAI's adapter generates images but does not send input images: a request with one is
-        refused (retryable, so automatic selection falls back) before anything is sent."""
-        adapter = real_adapters({"xai": Endpoint("http://127.0.0.1:9", SECRET)})["xai"]
-        model = load_catalog(None).model("xai/grok-imagine-image")
-        assert model is not None
-        editing = replace(REQUEST, attachments=(Attachment("image/png", data=b"\x89PNG"),))
-        try:
-            with pytest.raises(ProviderError) as refused:
-                async for _ in adapter.stream(model, editing):
-                    pass
-            assert (refused.value.reason, refused.value.retryable) == ("PROVIDER_UNSUPPORTED_INPUT", True)
-        finally:
-            await adapter.close()  # type: ignore[attr-defined]
-
-    async def test_xai_video(self) -> None:
-        """xAI video: submit, poll until done, answer the video's URL."""
-        fake = FakeProvider("openai")
-        base = await fake.start()
-        adapter = OpenAIProvider("xai", Endpoint(base, SECRET), speech=False, video=True, poll_s=0.01)
-        try:
-            model = load_catalog(None).model("xai/grok-imagine-video")
-            assert model is not None
-            events, error = await run(adapter, model)
-            assert error is None
-            assert isinstance(events[0], Artifact)
-            assert (events[0].mime_type, events[0].uri) == ("video/mp4", "https://vidgen.example/v.mp4")
-            assert fake.requests[-1][2] == {"model": "grok-imagine-video", "prompt": "Say hello"}
-        finally:
-            await adapter.close()
-            await fake.stop()
+class TestAdapters:
+    """Every catalog model has a real adapter (the media adapters' own tests are in
+    test_media_providers.py and test_conformance_media.py)."""
 
     async def test_every_model_has_a_real_adapter(self, start_server: ServerFactory) -> None:
         """With every key configured, no catalog model is simulated."""

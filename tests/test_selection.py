@@ -294,3 +294,22 @@ class TestPinned:
         with pytest.raises(PreconditionError) as err2:
             SELECTOR.select(request(pinned_model_id="gpt-5.5", max_credits=3), account())
         assert err2.value.reason == "COST_CAP_EXCEEDED"
+
+
+class TestVideoAttachments:
+    """A video attachment asks for an edit unless the request says it is to be extended or used as
+    a reference."""
+
+    def test_video_uses(self) -> None:
+        """An extension or a video reference does not also require editing; a bare video does."""
+        video = ["video/mp4"]
+        assert derive_requirements(Modality.VIDEO, (), video).capabilities == {Capability.VIDEO_EDITING}
+        for use in (Capability.VIDEO_EXTENSION, Capability.VIDEO_REFERENCE):
+            assert derive_requirements(Modality.VIDEO, (use,), video).capabilities == {use}
+        both = (Capability.VIDEO_EXTENSION, Capability.VIDEO_EDITING)
+        assert derive_requirements(Modality.VIDEO, both, video).capabilities == set(both)
+        wanted = derive_requirements(Modality.VIDEO, (Capability.VIDEO_EXTENSION,), video)
+        decision = SELECTOR.select(
+            SelectionRequest("acct", wanted, pinned_model_id="fal-ai/veo3.1/fast"), account("pro")
+        )
+        assert decision.model.id == "fal-ai/veo3.1/fast"

@@ -175,6 +175,17 @@ def _model(
         price = found or Price()
     else:
         price = Price()
+    endpoints: list[tuple[Capability, str]] = []
+    for me in m.route.mode_endpoints:
+        mode = _enum(Capability, me.capability)
+        if mode is None or mode not in caps:
+            problems.append(f"{where}: route.modeEndpoints names a mode that is not one of the model's capabilities")
+        elif not me.endpoint.strip():
+            problems.append(f"{where}: route.modeEndpoints for {mode.name} needs an endpoint")
+        elif any(c is mode for c, _ in endpoints):
+            problems.append(f"{where}: route.modeEndpoints names {mode.name} twice")
+        else:
+            endpoints.append((mode, me.endpoint.strip()))
     if len(problems) > start:
         return None
     return Model(
@@ -191,6 +202,7 @@ def _model(
         context_window_tokens=m.limits.context_window_tokens,
         max_output_tokens=m.limits.max_output_tokens,
         languages=tuple(m.limits.languages),
+        mode_endpoints=tuple(endpoints),
     )
 
 

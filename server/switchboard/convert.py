@@ -262,7 +262,11 @@ def model_pb(model: Model) -> catalog_pb2.Model:
             credits_per_1k_input_tokens=model.price.per_1k_input_tokens,
             credits_per_1k_output_tokens=model.price.per_1k_output_tokens,
         ),
-        route=catalog_pb2.ProviderRoute(adapter=model.adapter, upstream_model=model.upstream_model),
+        route=catalog_pb2.ProviderRoute(
+            adapter=model.adapter,
+            upstream_model=model.upstream_model,
+            mode_endpoints=[catalog_pb2.ModeEndpoint(capability=c, endpoint=e) for c, e in model.mode_endpoints],
+        ),
     )
 
 

@@ -67,6 +67,9 @@ _ATTACHMENT_RULES: dict[Modality, dict[str, Capability | None]] = {
     Modality.SPEECH: {},
 }
 
+_VIDEO_USES = frozenset({Capability.VIDEO_EXTENSION, Capability.VIDEO_REFERENCE})
+"""Capabilities that say what a video attachment is for, other than an edit."""
+
 ALWAYS_AVAILABLE = AlwaysAvailable()
 
 
@@ -112,6 +115,8 @@ def derive_requirements(
     required = set(capabilities)
     for mime in attachment_mime_types:
         cap = attachment_capability(modality, mime)
+        if cap is Capability.VIDEO_EDITING and required & _VIDEO_USES:
+            continue  # the request says what to do with its video: extend it, or use it as a reference
         if cap is not None:
             required.add(cap)
     for wanted, cap in (

@@ -129,6 +129,12 @@ class Model:
     context_window_tokens: int = 0
     max_output_tokens: int = 0
     languages: tuple[str, ...] = ()
+    mode_endpoints: tuple[tuple[Capability, str], ...] = ()
+    """The provider endpoint of each mode the route names (fal serves each mode at its own)."""
+
+    def endpoint(self, mode: Capability) -> str:
+        """The provider endpoint that serves ``mode``: the route's, else ``upstream_model``."""
+        return next((e for c, e in self.mode_endpoints if c is mode), self.upstream_model)
 
     def speaks(self, language: str) -> bool:
         """Whether the model lists ``language`` or its primary subtag (``pt-BR`` -> ``pt``)."""

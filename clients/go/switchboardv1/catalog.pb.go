@@ -516,6 +516,12 @@ type ProviderRoute struct {
 	Adapter string `protobuf:"bytes,1,opt,name=adapter,proto3" json:"adapter,omitempty"`
 	// The model's name in the provider's API. Empty means the model's id.
 	UpstreamModel string `protobuf:"bytes,2,opt,name=upstream_model,json=upstreamModel,proto3" json:"upstream_model,omitempty"`
+	// The endpoint of each mode, for providers that serve each mode of a model at its own endpoint
+	// (fal: "fal-ai/veo3.1/fast" for text-to-video, "fal-ai/veo3.1/fast/image-to-video" for
+	// image-to-video). A mode not listed is served at `upstream_model`. The server refuses a config
+	// in which a model claims a mode that its adapter can only carry at an endpoint of its own and
+	// the route names none.
+	ModeEndpoints []*ModeEndpoint `protobuf:"bytes,3,rep,name=mode_endpoints,json=modeEndpoints,proto3" json:"mode_endpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -564,6 +570,71 @@ func (x *ProviderRoute) GetUpstreamModel() string {
 	return ""
 }
 
+func (x *ProviderRoute) GetModeEndpoints() []*ModeEndpoint {
+	if x != nil {
+		return x.ModeEndpoints
+	}
+	return nil
+}
+
+// ModeEndpoint names the provider endpoint that serves one mode of a model.
+type ModeEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The mode, named by the capability a request needs for it (for example
+	// CAPABILITY_IMAGE_TO_VIDEO or CAPABILITY_IMAGE_EDITING); it must be one of the model's
+	// capabilities.
+	Capability Capability `protobuf:"varint,1,opt,name=capability,proto3,enum=switchboard.v1.Capability" json:"capability,omitempty"`
+	// The provider's endpoint for that mode (for fal, the model path such as
+	// "fal-ai/veo3.1/fast/image-to-video"). Required.
+	Endpoint      string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModeEndpoint) Reset() {
+	*x = ModeEndpoint{}
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModeEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModeEndpoint) ProtoMessage() {}
+
+func (x *ModeEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModeEndpoint.ProtoReflect.Descriptor instead.
+func (*ModeEndpoint) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModeEndpoint) GetCapability() Capability {
+	if x != nil {
+		return x.Capability
+	}
+	return Capability_CAPABILITY_UNSPECIFIED
+}
+
+func (x *ModeEndpoint) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
 // Model is one entry of the catalog.
 type Model struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -595,7 +666,7 @@ type Model struct {
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +678,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +691,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Model) GetId() string {
@@ -709,7 +780,7 @@ type ModalityDefault struct {
 
 func (x *ModalityDefault) Reset() {
 	*x = ModalityDefault{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +792,7 @@ func (x *ModalityDefault) String() string {
 func (*ModalityDefault) ProtoMessage() {}
 
 func (x *ModalityDefault) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +805,7 @@ func (x *ModalityDefault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModalityDefault.ProtoReflect.Descriptor instead.
 func (*ModalityDefault) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ModalityDefault) GetModality() Modality {
@@ -778,7 +849,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +861,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +874,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Plan) GetId() string {
@@ -868,7 +939,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +951,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +964,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Config) GetModels() []*Model {
@@ -954,7 +1025,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1037,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1050,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApiKey) GetName() string {
@@ -1019,10 +1090,16 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\vModelLimits\x122\n" +
 	"\x15context_window_tokens\x18\x01 \x01(\x03R\x13contextWindowTokens\x12*\n" +
 	"\x11max_output_tokens\x18\x02 \x01(\x03R\x0fmaxOutputTokens\x12\x1c\n" +
-	"\tlanguages\x18\x03 \x03(\tR\tlanguages\"P\n" +
+	"\tlanguages\x18\x03 \x03(\tR\tlanguages\"\x95\x01\n" +
 	"\rProviderRoute\x12\x18\n" +
 	"\aadapter\x18\x01 \x01(\tR\aadapter\x12%\n" +
-	"\x0eupstream_model\x18\x02 \x01(\tR\rupstreamModel\"\xaf\x03\n" +
+	"\x0eupstream_model\x18\x02 \x01(\tR\rupstreamModel\x12C\n" +
+	"\x0emode_endpoints\x18\x03 \x03(\v2\x1c.switchboard.v1.ModeEndpointR\rmodeEndpoints\"f\n" +
+	"\fModeEndpoint\x12:\n" +
+	"\n" +
+	"capability\x18\x01 \x01(\x0e2\x1a.switchboard.v1.CapabilityR\n" +
+	"capability\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\"\xaf\x03\n" +
 	"\x05Model\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1a\n" +
@@ -1110,7 +1187,7 @@ func file_switchboard_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_switchboard_v1_catalog_proto_goTypes = []any{
 	(Modality)(0),           // 0: switchboard.v1.Modality
 	(Tier)(0),               // 1: switchboard.v1.Tier
@@ -1120,35 +1197,38 @@ var file_switchboard_v1_catalog_proto_goTypes = []any{
 	(*TierPrice)(nil),       // 5: switchboard.v1.TierPrice
 	(*ModelLimits)(nil),     // 6: switchboard.v1.ModelLimits
 	(*ProviderRoute)(nil),   // 7: switchboard.v1.ProviderRoute
-	(*Model)(nil),           // 8: switchboard.v1.Model
-	(*ModalityDefault)(nil), // 9: switchboard.v1.ModalityDefault
-	(*Plan)(nil),            // 10: switchboard.v1.Plan
-	(*Config)(nil),          // 11: switchboard.v1.Config
-	(*ApiKey)(nil),          // 12: switchboard.v1.ApiKey
+	(*ModeEndpoint)(nil),    // 8: switchboard.v1.ModeEndpoint
+	(*Model)(nil),           // 9: switchboard.v1.Model
+	(*ModalityDefault)(nil), // 10: switchboard.v1.ModalityDefault
+	(*Plan)(nil),            // 11: switchboard.v1.Plan
+	(*Config)(nil),          // 12: switchboard.v1.Config
+	(*ApiKey)(nil),          // 13: switchboard.v1.ApiKey
 }
 var file_switchboard_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: switchboard.v1.TierPrice.tier:type_name -> switchboard.v1.Tier
 	4,  // 1: switchboard.v1.TierPrice.price:type_name -> switchboard.v1.Price
 	0,  // 2: switchboard.v1.TierPrice.modality:type_name -> switchboard.v1.Modality
-	0,  // 3: switchboard.v1.Model.modality:type_name -> switchboard.v1.Modality
-	1,  // 4: switchboard.v1.Model.tier:type_name -> switchboard.v1.Tier
-	2,  // 5: switchboard.v1.Model.capabilities:type_name -> switchboard.v1.Capability
-	6,  // 6: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
-	4,  // 7: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
-	7,  // 8: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
-	0,  // 9: switchboard.v1.ModalityDefault.modality:type_name -> switchboard.v1.Modality
-	1,  // 10: switchboard.v1.ModalityDefault.tier:type_name -> switchboard.v1.Tier
-	9,  // 11: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
-	8,  // 12: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
-	10, // 13: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
-	5,  // 14: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
-	12, // 15: switchboard.v1.Config.api_keys:type_name -> switchboard.v1.ApiKey
-	3,  // 16: switchboard.v1.ApiKey.role:type_name -> switchboard.v1.ApiKeyRole
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	8,  // 3: switchboard.v1.ProviderRoute.mode_endpoints:type_name -> switchboard.v1.ModeEndpoint
+	2,  // 4: switchboard.v1.ModeEndpoint.capability:type_name -> switchboard.v1.Capability
+	0,  // 5: switchboard.v1.Model.modality:type_name -> switchboard.v1.Modality
+	1,  // 6: switchboard.v1.Model.tier:type_name -> switchboard.v1.Tier
+	2,  // 7: switchboard.v1.Model.capabilities:type_name -> switchboard.v1.Capability
+	6,  // 8: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
+	4,  // 9: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
+	7,  // 10: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
+	0,  // 11: switchboard.v1.ModalityDefault.modality:type_name -> switchboard.v1.Modality
+	1,  // 12: switchboard.v1.ModalityDefault.tier:type_name -> switchboard.v1.Tier
+	10, // 13: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
+	9,  // 14: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
+	11, // 15: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
+	5,  // 16: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
+	13, // 17: switchboard.v1.Config.api_keys:type_name -> switchboard.v1.ApiKey
+	3,  // 18: switchboard.v1.ApiKey.role:type_name -> switchboard.v1.ApiKeyRole
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_catalog_proto_init() }
@@ -1162,7 +1242,7 @@ func file_switchboard_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_catalog_proto_rawDesc), len(file_switchboard_v1_catalog_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

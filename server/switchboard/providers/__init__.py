@@ -112,8 +112,8 @@ def real_adapters(endpoints: Mapping[str, Endpoint]) -> dict[str, Provider]:
             media = openai_media.OpenAIProvider(name, endpoint)
             text = openai_responses.OpenAIResponsesProvider(name, endpoint)
             made[name] = ByModality(name, {Modality.TEXT: text, Modality.IMAGE: media, Modality.SPEECH: media})
-        elif name == "xai":  # text, image generation and video through the same API shapes
-            made[name] = openai_media.OpenAIProvider(name, endpoint, speech=False, video=True, edits=False)
+        elif name == "xai":  # text, images (edits as JSON) and video
+            made[name] = openai_media.OpenAIProvider(name, endpoint, speech=False, video=True, json_edits=True)
         elif name == "openai_compat":
             made[name] = openai_compat.OpenAICompatProvider(name, endpoint)
         elif name == "anthropic":

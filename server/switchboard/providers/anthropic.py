@@ -20,11 +20,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
 from switchboard.providers.base import HttpProvider, count, inline_text, mime, string, turns, unsupported
-from switchboard.providers.http import bad_response, parse_json, sse
+from switchboard.providers.http import StreamResponse, bad_response, parse_json, sse
 from switchboard.types import (
     Attachment,
     Capabilities,
@@ -147,7 +145,7 @@ class AnthropicProvider(HttpProvider):
         headers = {"x-api-key": self.endpoint.api_key, "anthropic-version": API_VERSION}
         return "/v1/messages", headers, body
 
-    async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """Text, thinking and cited sources, tool calls, then the stop reason and usage."""
         input_tokens = output_tokens = 0
         finish = FinishReason.STOP

@@ -7,10 +7,16 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
-from switchboard.providers.http import Endpoint, bad_response, from_exception, from_status, make_client
+from switchboard.providers.http import (
+    Endpoint,
+    HttpError,
+    StreamResponse,
+    bad_response,
+    from_exception,
+    from_status,
+    make_client,
+)
 from switchboard.tracing import inject_headers
 from switchboard.types import Attachment, ChatMessage, GenerationRequest, Modality, Model, ProviderEvent, Role
 
@@ -111,7 +117,7 @@ class HttpProvider:
         """The path, headers and JSON body of the call."""
         raise NotImplementedError
 
-    def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """The output events read from a successful streaming response."""
         raise NotImplementedError
 
@@ -133,14 +139,14 @@ class HttpProvider:
                 try:
                     async for event in self.events(response, model):
                         yield event
-                except (ProviderError, httpx.HTTPError):
+                except (ProviderError, HttpError):
                     raise
                 except Exception as exc:
                     # A stream of valid JSON in a shape the adapter does not expect (a string for
                     # an object, a word for a number) is the provider's fault, not ours: it is
                     # PROVIDER_BAD_RESPONSE, retryable and counted, never INTERNAL.
                     raise bad_response(self.name, f"an answer it cannot read ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             raise from_exception(exc, self.name) from None
 
     @property

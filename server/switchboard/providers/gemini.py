@@ -20,8 +20,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
 from switchboard.providers.base import (
     TEXT_ATTACHMENTS,
@@ -33,7 +31,7 @@ from switchboard.providers.base import (
     turns,
     unsupported,
 )
-from switchboard.providers.http import bad_response, parse_json, sse
+from switchboard.providers.http import StreamResponse, bad_response, parse_json, sse
 from switchboard.types import (
     Attachment,
     Capabilities,
@@ -183,7 +181,7 @@ class GeminiProvider(HttpProvider):
         path = f"/v1beta/models/{model.upstream_model}:streamGenerateContent?alt=sse"
         return path, {"x-goog-api-key": self.endpoint.api_key}, body
 
-    async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """Text, thought summaries and function calls, the sources, then the finish and usage."""
         usage = Usage()
         finish: FinishReason | None = None

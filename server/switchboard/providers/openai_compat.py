@@ -11,10 +11,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.providers.base import HttpProvider, count, data_uri, inline_text, mime, string, turns, unsupported
-from switchboard.providers.http import bad_response, parse_json, sse
+from switchboard.providers.http import StreamResponse, bad_response, parse_json, sse
 from switchboard.types import (
     Attachment,
     Capabilities,
@@ -102,7 +100,7 @@ class OpenAICompatProvider(HttpProvider):
         headers = {"authorization": f"Bearer {self.endpoint.api_key}"} if self.endpoint.api_key else {}
         return "/chat/completions", headers, body
 
-    async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """Deltas, tool calls, then the finish reason and usage."""
         usage = Usage()
         finish = FinishReason.STOP

@@ -21,11 +21,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from switchboard.errors import ProviderError
 from switchboard.providers.base import HttpProvider, count, data_uri, inline_text, mime, string, turns, unsupported
-from switchboard.providers.http import bad_response, parse_json, sse
+from switchboard.providers.http import StreamResponse, bad_response, parse_json, sse
 from switchboard.types import (
     Attachment,
     Capabilities,
@@ -140,7 +138,7 @@ class OpenAIResponsesProvider(HttpProvider):
             body["tools"] = tools
         return "/responses", {"authorization": f"Bearer {self.endpoint.api_key}"}, body
 
-    async def events(self, response: httpx.Response, model: Model) -> AsyncIterator[ProviderEvent]:
+    async def events(self, response: StreamResponse, model: Model) -> AsyncIterator[ProviderEvent]:
         """Text, reasoning summaries, citations and function calls, then the finish and usage."""
         calls = 0
         written = 0  # code points of answer text so far

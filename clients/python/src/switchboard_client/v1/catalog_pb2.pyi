@@ -114,12 +114,22 @@ class ModelLimits(_message.Message):
     def __init__(self, context_window_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ProviderRoute(_message.Message):
-    __slots__ = ("adapter", "upstream_model")
+    __slots__ = ("adapter", "upstream_model", "mode_endpoints")
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODE_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     adapter: str
     upstream_model: str
-    def __init__(self, adapter: _Optional[str] = ..., upstream_model: _Optional[str] = ...) -> None: ...
+    mode_endpoints: _containers.RepeatedCompositeFieldContainer[ModeEndpoint]
+    def __init__(self, adapter: _Optional[str] = ..., upstream_model: _Optional[str] = ..., mode_endpoints: _Optional[_Iterable[_Union[ModeEndpoint, _Mapping]]] = ...) -> None: ...
+
+class ModeEndpoint(_message.Message):
+    __slots__ = ("capability", "endpoint")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    capability: Capability
+    endpoint: str
+    def __init__(self, capability: _Optional[_Union[Capability, str]] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("id", "display_name", "provider", "modality", "tier", "description", "capabilities", "limits", "price", "route")

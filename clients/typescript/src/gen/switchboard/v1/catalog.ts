@@ -369,6 +369,29 @@ export interface ProviderRoute {
   adapter: string;
   /** The model's name in the provider's API. Empty means the model's id. */
   upstreamModel: string;
+  /**
+   * The endpoint of each mode, for providers that serve each mode of a model at its own endpoint
+   * (fal: "fal-ai/veo3.1/fast" for text-to-video, "fal-ai/veo3.1/fast/image-to-video" for
+   * image-to-video). A mode not listed is served at `upstream_model`. The server refuses a config
+   * in which a model claims a mode that its adapter can only carry at an endpoint of its own and
+   * the route names none.
+   */
+  modeEndpoints: ModeEndpoint[];
+}
+
+/** ModeEndpoint names the provider endpoint that serves one mode of a model. */
+export interface ModeEndpoint {
+  /**
+   * The mode, named by the capability a request needs for it (for example
+   * CAPABILITY_IMAGE_TO_VIDEO or CAPABILITY_IMAGE_EDITING); it must be one of the model's
+   * capabilities.
+   */
+  capability: Capability;
+  /**
+   * The provider's endpoint for that mode (for fal, the model path such as
+   * "fal-ai/veo3.1/fast/image-to-video"). Required.
+   */
+  endpoint: string;
 }
 
 /** Model is one entry of the catalog. */
@@ -804,7 +827,7 @@ export const ModelLimits: MessageFns<ModelLimits> = {
 };
 
 function createBaseProviderRoute(): ProviderRoute {
-  return { adapter: "", upstreamModel: "" };
+  return { adapter: "", upstreamModel: "", modeEndpoints: [] };
 }
 
 export const ProviderRoute: MessageFns<ProviderRoute> = {
@@ -814,6 +837,9 @@ export const ProviderRoute: MessageFns<ProviderRoute> = {
     }
     if (message.upstreamModel !== "") {
       writer.uint32(18).string(message.upstreamModel);
+    }
+    for (const v of message.modeEndpoints) {
+      ModeEndpoint.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -847,6 +873,14 @@ export const ProviderRoute: MessageFns<ProviderRoute> = {
             message.upstreamModel = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.modeEndpoints.push(ModeEndpoint.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -867,6 +901,11 @@ export const ProviderRoute: MessageFns<ProviderRoute> = {
         : isSet(object.upstream_model)
         ? globalThis.String(object.upstream_model)
         : "",
+      modeEndpoints: globalThis.Array.isArray(object?.modeEndpoints)
+        ? object.modeEndpoints.map((e: any) => ModeEndpoint.fromJSON(e))
+        : globalThis.Array.isArray(object?.mode_endpoints)
+        ? object.mode_endpoints.map((e: any) => ModeEndpoint.fromJSON(e))
+        : [],
     };
   },
 
@@ -878,6 +917,9 @@ export const ProviderRoute: MessageFns<ProviderRoute> = {
     if (message.upstreamModel !== "") {
       obj.upstreamModel = message.upstreamModel;
     }
+    if (message.modeEndpoints?.length) {
+      obj.modeEndpoints = message.modeEndpoints.map((e) => ModeEndpoint.toJSON(e));
+    }
     return obj;
   },
 
@@ -888,6 +930,92 @@ export const ProviderRoute: MessageFns<ProviderRoute> = {
     const message = createBaseProviderRoute();
     message.adapter = object.adapter ?? "";
     message.upstreamModel = object.upstreamModel ?? "";
+    message.modeEndpoints = object.modeEndpoints?.map((e) => ModeEndpoint.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModeEndpoint(): ModeEndpoint {
+  return { capability: 0, endpoint: "" };
+}
+
+export const ModeEndpoint: MessageFns<ModeEndpoint> = {
+  encode(message: ModeEndpoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capability !== 0) {
+      writer.uint32(8).int32(message.capability);
+    }
+    if (message.endpoint !== "") {
+      writer.uint32(18).string(message.endpoint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModeEndpoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModeEndpoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.capability = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.endpoint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModeEndpoint {
+    return {
+      capability: isSet(object.capability) ? capabilityFromJSON(object.capability) : 0,
+      endpoint: isSet(object.endpoint) ? globalThis.String(object.endpoint) : "",
+    };
+  },
+
+  toJSON(message: ModeEndpoint): unknown {
+    const obj: any = {};
+    if (message.capability !== 0) {
+      obj.capability = capabilityToJSON(message.capability);
+    }
+    if (message.endpoint !== "") {
+      obj.endpoint = message.endpoint;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModeEndpoint>, I>>(base?: I): ModeEndpoint {
+    return ModeEndpoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModeEndpoint>, I>>(object: I): ModeEndpoint {
+    const message = createBaseModeEndpoint();
+    message.capability = object.capability ?? 0;
+    message.endpoint = object.endpoint ?? "";
     return message;
   },
 };
