@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-from harness import Postgres, Redis, Replica
+from harness import Postgres, Redis, Replica, in_workdir
 from invariants import (
     Check,
     charged_within_hold,
@@ -293,16 +292,8 @@ def main() -> int:
     parser.add_argument("--out", default="build/chaos", help="directory for results.json and the replicas' logs")
     args = parser.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sb-chaos-") as tmp:
-        workdir = Path(tmp)
-        os.chmod(workdir, 0o755)
-        try:
-            results = asyncio.run(run(SMOKE if args.smoke else FULL, workdir))
-        finally:
-            for log in workdir.glob("*.log"):
-                (out / log.name).write_bytes(log.read_bytes())
+    results = in_workdir("sb-chaos-", out, lambda workdir: asyncio.run(run(SMOKE if args.smoke else FULL, workdir)))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\nChaos suite ({'smoke' if args.smoke else 'full'}), {stamp}, {time.monotonic() - started:.0f} s\n")
     print(table(results))

@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-from harness import Postgres, Redis, Replica, free_port, port_open, wait_for
+from harness import Postgres, Redis, Replica, free_port, in_workdir, port_open, wait_for
 from invariants import (
     Check,
     charged_within_hold,
@@ -375,16 +374,10 @@ def main() -> int:
     parser.add_argument("--out", default="build/cluster", help="directory for results.json and the logs")
     args = parser.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sb-cluster-") as tmp:
-        workdir = Path(tmp)
-        os.chmod(workdir, 0o755)
-        try:
-            checks = asyncio.run(run(SMOKE if args.smoke else FULL, args.ghz, workdir))
-        finally:
-            for log in workdir.glob("*.log"):
-                (out / log.name).write_bytes(log.read_bytes())
+    checks = in_workdir(
+        "sb-cluster-", out, lambda workdir: asyncio.run(run(SMOKE if args.smoke else FULL, args.ghz, workdir))
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\nCluster of 3 replicas behind HAProxy ({'smoke' if args.smoke else 'full'}), {stamp}, "

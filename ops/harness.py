@@ -14,12 +14,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SWITCHBOARD = Path(sys.executable).with_name("switchboard")
+T = TypeVar("T")
+
+
+def in_workdir(prefix: str, out: Path, body: Callable[[Path], T]) -> T:
+    """Run ``body`` in a fresh temporary directory (readable by the postgres user) and keep the
+    logs it leaves there in ``out``, even when it fails."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        try:
+            return body(workdir)
+        finally:
+            for log in workdir.glob("*.log"):
+                (out / log.name).write_bytes(log.read_bytes())
 
 
 def free_port() -> int:
