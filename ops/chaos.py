@@ -70,6 +70,7 @@ class PhaseResult:
     ok: int = 0
     codes: dict[str, int] = field(default_factory=dict)
     slowest: str = ""
+    timing: str = ""
 
     @property
     def passed(self) -> bool:
@@ -137,6 +138,7 @@ class Chaos:
         load = Load([r.target for r in self.replicas], self.accounts, prof.per_account)
         load.start()
         await asyncio.sleep(prof.warm_s)
+        fault_started = time.monotonic()
         await fault()
         recovered_at = time.monotonic()
         await asyncio.sleep(prof.tail_s)
@@ -152,11 +154,16 @@ class Chaos:
         if reader is None:
             result.checks.append(Check("service recovered", False, "no replica serving"))
             return result
+        stopped_at = time.monotonic()
+        result.timing = (
+            f"fault {recovered_at - fault_started:.1f} s, drain {stopped_at - recovered_at - prof.tail_s:.1f} s"
+        )
         try:
             views = await read_ledger([r.target for r in self.replicas if r.serving()], self.accounts)
         except grpc.aio.AioRpcError as exc:
             result.checks.append(Check("ledger readable", False, f"{exc.code().name}: {exc.details()}"))
             return result
+        result.timing += f", ledger read {time.monotonic() - stopped_at:.1f} s"
         result.checks = [
             journal_sums_to_balance(views),
             charged_within_hold(views),
@@ -220,6 +227,7 @@ class Chaos:
         for r in self.replicas[::-1][: self.profile.faulty_replicas]:
             await asyncio.to_thread(r.stop)
             await asyncio.to_thread(r.start, self.fault_args)
+        await asyncio.sleep(3.0)  # the failures reach the breaker; "recovered" then means served by fallback
 
     async def text_models(self) -> tuple[str, str]:
         """The model automatic selection picks for the load's request, and its first fallback."""
@@ -253,12 +261,12 @@ def details(results: list[PhaseResult]) -> str:
     out = []
     for r in results:
         out.append(f"{r.name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.codes.items())))
-        out.append(f"  slowest call {r.slowest}")
+        out.append(f"  slowest call {r.slowest}; {r.timing}")
         out += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in r.checks]
     return "\n".join(out)
 
 
-async def run(profile: Profile, workdir: Path) -> list[PhaseResult]:
+async def run(profile: Profile, workdir: Path, only: list[str]) -> list[PhaseResult]:
     chaos = Chaos(workdir, profile)
     phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("kill -9 replica", chaos.kill_replica),
@@ -268,6 +276,7 @@ async def run(profile: Profile, workdir: Path) -> list[PhaseResult]:
         ("PostgreSQL restart", chaos.restart_postgres),
         ("provider faults", chaos.provider_faults),
     ]
+    phases = [(n, f) for n, f in phases if not only or n in only]
     results = []
     try:
         await asyncio.to_thread(chaos.start)
@@ -289,11 +298,14 @@ async def run(profile: Profile, workdir: Path) -> list[PhaseResult]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="every fault once with a small load")
+    parser.add_argument("--only", action="append", default=[], help="run only this phase (repeatable)")
     parser.add_argument("--out", default="build/chaos", help="directory for results.json and the replicas' logs")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.monotonic()
-    results = in_workdir("sb-chaos-", out, lambda workdir: asyncio.run(run(SMOKE if args.smoke else FULL, workdir)))
+    results = in_workdir(
+        "sb-chaos-", out, lambda workdir: asyncio.run(run(SMOKE if args.smoke else FULL, workdir, args.only))
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\nChaos suite ({'smoke' if args.smoke else 'full'}), {stamp}, {time.monotonic() - started:.0f} s\n")
     print(table(results))

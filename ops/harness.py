@@ -122,8 +122,12 @@ class Postgres:
         wait_for("postgres connections", accepts, 30, self.proc)
 
     def stop(self) -> None:
-        """Fast shutdown: open sessions are disconnected, like a database failover."""
-        _stop(self.proc, signal.SIGINT)
+        """Fast shutdown: open sessions are disconnected, like a database failover. (pg_ctl signals
+        the postmaster itself: runuser, its parent here, does not pass SIGINT on.)"""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self._run([f"{self.bindir}/pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", "20"])
+        _stop(self.proc, signal.SIGTERM)
 
     def close(self) -> None:
         self.stop()
