@@ -56,7 +56,7 @@ class Profile:
     faulty_replicas: int  # how many replicas the provider-fault phase restarts into failure injection
 
 
-SMOKE = Profile(accounts=3, per_account=3, warm_s=1.5, tail_s=2.5, outage_s=1.5, faulty_replicas=1)
+SMOKE = Profile(accounts=3, per_account=3, warm_s=1.0, tail_s=2.5, outage_s=1.5, faulty_replicas=1)
 FULL = Profile(accounts=8, per_account=3, warm_s=5.0, tail_s=8.0, outage_s=3.0, faulty_replicas=2)
 
 

@@ -15,6 +15,14 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 
+RECONNECT_FAST = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
+"""Channel options: reconnect within half a second of a restarted replica coming back (gRPC's
+default backoff grows to minutes, so a client would keep failing fast long after the restart)."""
+
 
 @dataclass
 class Call:
@@ -79,7 +87,7 @@ class Load:
         targets: list[str],
         accounts: list[str],
         per_account: int,
-        call_timeout: float = 20.0,
+        call_timeout: float = 15.0,
         poll_interval: float = 0.25,
     ) -> None:
         self.targets = targets
@@ -89,7 +97,7 @@ class Load:
         self.poll_interval = poll_interval
         self.record = Record()
         self._stopping = asyncio.Event()
-        self._channels = {t: grpc.aio.insecure_channel(t) for t in targets}
+        self._channels = {t: grpc.aio.insecure_channel(t, options=RECONNECT_FAST) for t in targets}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
