@@ -48,6 +48,8 @@ HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 HOLD_TTL_S = LEASE_S = 5.0
 SWEEP_S = 1.0
 FREE_LIMIT = 2
+AGREE_WITHIN_S = 10.0
+"""How long every replica may take to see a model's cool-down (shared health propagates)."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,7 @@ class Cluster:
         late = [c for c in record.calls if c.start > killed_at + settle and c.reason != "CONCURRENCY_LIMIT"]
         late_failed = [c for c in late if c.code != "OK"]
         window = [c for c in record.calls if killed_at - 1 <= c.start <= killed_at + settle and c.code != "OK"]
-        held_back = await self.holds_return(accounts, within=HOLD_TTL_S + LEASE_S + 10 * SWEEP_S)
+        held_back = await self.holds_return(accounts, killed_at, within=HOLD_TTL_S + LEASE_S + 10 * SWEEP_S)
         checks = await self.ledger_checks(record, accounts)
         ok = bool(late) and not late_failed and held_back.ok and all(c.ok for c in checks)
         detail = (
@@ -290,10 +292,9 @@ class Cluster:
         await asyncio.to_thread(self.wait_all_up)
         return Check("kill -9: routed around, holds come back", ok, detail.rstrip("; "))
 
-    async def holds_return(self, accounts: list[str], within: float) -> Check:
+    async def holds_return(self, accounts: list[str], since: float, within: float) -> Check:
         """Wait until no account holds credits or slots (what the dead replica held expires)."""
         deadline = time.monotonic() + within
-        started = time.monotonic()
         target = self.replicas[0].target
         async with grpc.aio.insecure_channel(target) as channel:
             stub = accounts_pb2_grpc.AccountServiceStub(channel)
@@ -303,7 +304,9 @@ class Cluster:
                     acc = (await stub.GetAccount(accounts_pb2.GetAccountRequest(account_id=a), timeout=5)).account
                     held += acc.held_credits + acc.requests_in_flight
                 if held == 0:
-                    return Check("holds", True, f"holds and slots back after {time.monotonic() - started:.1f} s")
+                    return Check(
+                        "holds", True, f"holds and slots all back {time.monotonic() - since:.1f} s after the kill"
+                    )
                 if time.monotonic() > deadline:
                     return Check("holds", False, f"{held} credits/slots still held after {within:.0f} s")
                 await asyncio.sleep(0.5)
@@ -326,6 +329,21 @@ class Cluster:
             for _ in range(4):  # --breaker-failures (3) failures, each followed by a fallback
                 async for _frame in stub.Generate(request, timeout=20):
                     pass
+        # Shared health may take a moment to reach every replica: poll for up to AGREE_WITHIN_S.
+        deadline = time.monotonic() + AGREE_WITHIN_S
+        while True:
+            states = await self.model_states(model, request)
+            agreed = all(h == "MODEL_HEALTH_COOLING_DOWN" and chosen != model for h, chosen in states.values())
+            if agreed or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        detail = f"{model} failing on r3; after {AGREE_WITHIN_S:.0f} s " + ", ".join(
+            f"{n}: {h}, selects {c}" for n, (h, c) in states.items()
+        )
+        return Check("a model cooling down is skipped by all", agreed, detail)
+
+    async def model_states(self, model: str, request: router_pb2.GenerateRequest) -> dict[str, tuple[str, str]]:
+        """Per replica: the model's health in ListModels, and the model SelectModel picks."""
         states = {}
         for r in self.replicas:
             async with grpc.aio.insecure_channel(r.target) as channel:
@@ -334,9 +352,7 @@ class Cluster:
                 health = next(m.health for m in listing.models if m.model.id == model)
                 chosen = (await stub.SelectModel(router_pb2.SelectModelRequest(request=request), timeout=10)).decision
                 states[r.name] = (router_pb2.ModelHealth.Name(health), chosen.model.id)
-        skipped = all(h == "MODEL_HEALTH_COOLING_DOWN" and chosen != model for h, chosen in states.values())
-        detail = f"{model} failing on r3; " + ", ".join(f"{n}: {h}, selects {c}" for n, (h, c) in states.items())
-        return Check("a model cooling down is skipped by all", skipped, detail)
+        return states
 
 
 async def run(profile: Profile, ghz_bin: str, workdir: Path) -> list[Check]:
