@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,34 @@ class TestImage:
             "deploy/docker/healthcheck.py /opt/switchboard/bin/switchboard-healthcheck" in c for c in dockerfile["COPY"]
         )
 
-    def test_the_embedded_config_ships_in_the_package(self) -> None:
-        catalog = load_catalog(None)
-        assert len(catalog.models) == 28
+    def test_the_build_stage_context_makes_a_package_with_the_command_and_the_embedded_config(
+        self, dockerfile: dict[str, list[str]], tmp_path: Path
+    ) -> None:
+        """What the build stage copies (its COPY lines) is enough to build the wheel it installs."""
+        context = tmp_path / "src"
+        context.mkdir()
+        for line in dockerfile["COPY"]:
+            *sources, dest = line.split()
+            if sources[0].startswith("--from"):
+                continue
+            for source in sources:
+                target = context / dest / (Path(source).name if dest.endswith("/") else "")
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / source, target)
+        wheels = tmp_path / "wheels"
+        pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(context), "-w", str(wheels)]
+        out = subprocess.run(pip, check=False, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        (wheel,) = wheels.glob("switchboard-*.whl")
+        with zipfile.ZipFile(wheel) as z:
+            names = z.namelist()
+            entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        assert "switchboard/config/default.yaml" in names
+        assert re.search(r"^switchboard = switchboard\.cli:", entry_points, re.M)
+        assert len(load_catalog(None).models) == 28
 
 
 def test_health_probe_exits_0_on_a_serving_server_and_1_when_nothing_answers(tmp_path: Path) -> None:
