@@ -38,6 +38,7 @@ from invariants import (
     concurrency_within_limit,
     journal_sums_to_balance,
     max_overlap,
+    open_hold_ids,
     read_ledger,
 )
 from load import Load, Record, setup_accounts
@@ -254,6 +255,7 @@ class Cluster:
 
         record, _ = await self.load(accounts, 3, sigterm)
         lost = [c for c in record.calls if c.decision_at is not None and c.code != "OK"]
+        lost_detail = ", ".join(f"{c.request_id}@{c.target} {c.code} {c.reason}".rstrip() for c in lost[:3])
         refused = [
             c for c in record.calls if c.decision_at is None and c.code != "OK" and c.reason != "CONCURRENCY_LIMIT"
         ]
@@ -261,7 +263,7 @@ class Cluster:
         ok = not lost and exit_code == [0] and all(c.ok for c in checks)
         detail = (
             f"exit {exit_code[0]}; {sum(c.completed for c in record.calls)} streams completed, {len(lost)} lost after "
-            f"their decision, {len(refused)} refused before one; "
+            f"their decision{' (' + lost_detail + ')' if lost else ''}, {len(refused)} refused before one; "
             + "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
         )
         await asyncio.to_thread(r3.start)
@@ -308,7 +310,10 @@ class Cluster:
                         "holds", True, f"holds and slots all back {time.monotonic() - since:.1f} s after the kill"
                     )
                 if time.monotonic() > deadline:
-                    return Check("holds", False, f"{held} credits/slots still held after {within:.0f} s")
+                    views = await read_ledger([target], accounts)
+                    open_holds = [rid for v in views for rid in open_hold_ids(v)]
+                    detail = f"{held} credits/slots still held after {within:.0f} s (open holds: {open_holds})"
+                    return Check("holds", False, detail)
                 await asyncio.sleep(0.5)
 
     async def cooldown(self) -> Check:

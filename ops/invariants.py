@@ -104,18 +104,21 @@ async def _read_ledger(target: str, accounts: Iterable[str]) -> list[AccountView
     return views
 
 
+def open_hold_ids(view: AccountView) -> list[str]:
+    """The request ids whose holds are not settled yet."""
+    settled = {e.request_id for e in view.entries if e.kind in (CHARGE, RELEASE)}
+    return sorted({e.request_id for e in view.entries if e.kind == HOLD} - settled)
+
+
 def journal_sums_to_balance(views: list[AccountView]) -> Check:
     """Entries sum to the balance (and to its allowance and top-up parts); open holds to held credits."""
     bad = []
     for v in views:
         held: dict[str, int] = defaultdict(int)
-        settled = set()
         for e in v.entries:
             if e.kind == HOLD:
                 held[e.request_id] -= e.amount
-            elif e.kind in (CHARGE, RELEASE):
-                settled.add(e.request_id)
-        open_holds = sum(c for rid, c in held.items() if rid not in settled)
+        open_holds = sum(held[rid] for rid in open_hold_ids(v))
         sums = (
             sum(e.amount for e in v.entries),
             sum(e.allowance_delta for e in v.entries),
