@@ -33,6 +33,7 @@ from invariants import (
     completed_streams_billed,
     concurrency_within_limit,
     journal_sums_to_balance,
+    no_hung_call,
     read_ledger,
     zero_internal,
 )
@@ -170,6 +171,7 @@ class Chaos:
             completed_streams_billed(record.calls, views),
             concurrency_within_limit(record.calls, record.polls, PLAN_LIMIT),
             zero_internal(record.calls, record.polls),
+            no_hung_call(record.calls),
             self.recovered(record.calls, recovered_at),
         ]
         return result

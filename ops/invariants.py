@@ -198,3 +198,15 @@ def zero_internal(calls: list[Call], polls: list[Poll]) -> Check:
     n = len(internal) + len(internal_polls)
     detail = f"Generate {len(internal)}, GetAccount {len(internal_polls)}"
     return Check("zero INTERNAL", n == 0, detail)
+
+
+def no_hung_call(calls: list[Call]) -> Check:
+    """Every call ended before its deadline: a stream lasts about a second and a paused replica
+    less than the deadline, so DEADLINE_EXCEEDED means the server hung a call."""
+    hung = [c for c in calls if c.code == "DEADLINE_EXCEEDED"]
+    detail = ", ".join(
+        f"{c.request_id}@{c.target} (completion {'seen' if c.completed else 'not seen'})" for c in hung[:3]
+    )
+    return Check(
+        "no hung call", not hung, f"{len(hung)} hung: {detail}" if hung else f"{len(calls)} calls ended in time"
+    )

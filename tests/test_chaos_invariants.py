@@ -19,6 +19,7 @@ from invariants import (
     concurrency_within_limit,
     journal_sums_to_balance,
     max_overlap,
+    no_hung_call,
     zero_internal,
 )
 from load import Call, Poll
@@ -42,9 +43,7 @@ def view(entries: tuple[Entry, ...], balance: int = 490, held: int = 6) -> Accou
 
 
 def call(rid: str, start: float, end: float, *, charged: int = 4, outputs: int = 3) -> Call:
-    return Call(
-        "acct", rid, "t", start, end, start + 0.01, start + 0.02, end, outputs, "m", True, charged, "OK", ""
-    )
+    return Call("acct", rid, "t", start, end, start + 0.01, start + 0.02, end, outputs, "m", True, charged, "OK", "")
 
 
 def test_journal_check_passes_when_entries_sum_to_the_account_and_fails_when_not() -> None:
@@ -85,3 +84,12 @@ def test_internal_or_unknown_anywhere_fails() -> None:
     bad.code = "INTERNAL"
     assert not zero_internal([ok, bad], []).ok
     assert not zero_internal([ok], [Poll(0, "acct", "t", "UNKNOWN")]).ok
+
+
+def test_a_call_that_ran_into_its_deadline_is_a_hang() -> None:
+    ok = call("r1", 0, 1)
+    assert no_hung_call([ok]).ok
+    hung = call("r2", 0, 15)
+    hung.code = "DEADLINE_EXCEEDED"
+    assert "completion seen" in no_hung_call([ok, hung]).detail
+    assert not no_hung_call([ok, hung]).ok
