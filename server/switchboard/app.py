@@ -187,5 +187,5 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         # Streams still running on the replaced app settle through its meters: shutdown waits for
         # them too.
         app.billing.closing = reuse.billing.closing
-        ledger.ledger.plans = catalog.plans
+        ledger.use_plans(catalog.plans)
     return app

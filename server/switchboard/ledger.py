@@ -30,11 +30,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError, SwitchboardError
+from switchboard.errors import (
+    ExhaustedError,
+    InvalidRequestError,
+    NotFoundError,
+    PreconditionError,
+    SwitchboardError,
+)
 from switchboard.types import Plan
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+MAX_CREDITS = 10**12
+"""The most credits one amount may carry: a grant, a cost cap, a hold. Far below 2^63, so sums of
+many amounts stay exact 64-bit integers on every backend."""
+MAX_TOPUP_BALANCE = 10**15
+"""The most purchased credits an account may hold; a grant that would pass it is refused."""
 
 
 class EntryKind(enum.IntEnum):
@@ -169,6 +181,14 @@ def _insufficient(balance: int, credits: int) -> ExhaustedError:
     )
 
 
+def _check_amount(credits: int) -> None:
+    """Every amount the ledger moves is an exact int within bounds (never a float, never near 2^63)."""
+    if not isinstance(credits, int) or not 0 <= credits <= MAX_CREDITS:
+        raise InvalidRequestError(
+            "INVALID_FIELD", f"credits: {credits!r} is outside 0..{MAX_CREDITS}", {"field": "credits"}
+        )
+
+
 def month_bounds(when: datetime) -> tuple[int, int]:
     """Unix seconds of the start of ``when``'s calendar month (UTC) and of the next one."""
     start = datetime(when.year, when.month, 1, tzinfo=UTC)
@@ -254,8 +274,10 @@ class Ledger:
 
     def top_up(self, account_id: str, credits: int, key: str, note: str = "") -> tuple[AccountRecord, bool]:
         """Add purchased credits once per ``key``; returns the account and whether it applied."""
-        if credits <= 0:
-            raise PreconditionError("INVALID_CREDITS", "credits must be positive", {"credits": str(credits)})
+        if not isinstance(credits, int) or not 0 < credits <= MAX_CREDITS:
+            raise InvalidRequestError(
+                "INVALID_FIELD", f"credits: must be between 1 and {MAX_CREDITS}", {"field": "credits"}
+            )
         full_key = f"topup:{account_id}:{key}"
         with self.store.transaction() as tx:
             record = self._rollover(tx, self._require(tx, account_id))
@@ -268,6 +290,12 @@ class Ledger:
                         {"idempotency_key": key, "credits": str(previous[0])},
                     )
                 return self._with_held(tx, record), False
+            if record.topup + credits > MAX_TOPUP_BALANCE:
+                raise PreconditionError(
+                    "BALANCE_LIMIT_EXCEEDED",
+                    f"the top-up balance would pass {MAX_TOPUP_BALANCE} credits",
+                    {"topup_credits": str(record.topup), "limit": str(MAX_TOPUP_BALANCE)},
+                )
             self._journal(tx, account_id, EntryKind.TOP_UP, 0, credits, key=full_key, note=note)
             tx.run("UPDATE accounts SET topup = topup + %s WHERE account_id = %s", (credits, account_id))
             return self._with_held(tx, self._require(tx, account_id)), True
@@ -306,6 +334,7 @@ class Ledger:
     def _hold(
         self, tx: Tx, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None
     ) -> AccountRecord:
+        _check_amount(credits)
         record = self._rollover(tx, self._require(tx, account_id))
         if slot is not None:
             self._take_slot(tx, account_id, slot)
@@ -338,6 +367,7 @@ class Ledger:
     def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
         """Grow an open hold by ``credits`` (a fallback model that costs more), or raise
         INSUFFICIENT_CREDITS."""
+        _check_amount(credits)
         with self.store.transaction() as tx:
             record = self._rollover(tx, self._require(tx, account_id))
             hold = self._open_hold(tx, account_id, request_id)
@@ -718,6 +748,66 @@ class AsyncLedger:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (a Ledger method) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
+
+    # The typed face of every Ledger operation: one hop to a ledger thread each.
+
+    async def create_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.create_account``."""
+        return await self.call(self.ledger.create_account, account_id, plan_id)
+
+    async def ensure_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.ensure_account``."""
+        return await self.call(self.ledger.ensure_account, account_id, plan_id)
+
+    async def get(self, account_id: str) -> AccountRecord | None:
+        """``Ledger.get``."""
+        return await self.call(self.ledger.get, account_id)
+
+    async def set_plan(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.set_plan``."""
+        return await self.call(self.ledger.set_plan, account_id, plan_id)
+
+    async def top_up(self, account_id: str, credits: int, key: str, note: str = "") -> tuple[AccountRecord, bool]:
+        """``Ledger.top_up``."""
+        return await self.call(self.ledger.top_up, account_id, credits, key, note)
+
+    async def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
+        """``Ledger.extend_hold``."""
+        await self.call(self.ledger.extend_hold, account_id, request_id, credits)
+
+    async def refresh_hold(
+        self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None
+    ) -> bool:
+        """``Ledger.refresh_hold``."""
+        return await self.call(self.ledger.refresh_hold, account_id, request_id, expires_ms, slot)
+
+    async def sweep(self) -> int:
+        """``Ledger.sweep``."""
+        return await self.call(self.ledger.sweep)
+
+    async def entries(self, account_id: str, after: int, limit: int) -> list[Entry]:
+        """``Ledger.entries``."""
+        return await self.call(self.ledger.entries, account_id, after, limit)
+
+    async def totals(self, account_id: str) -> tuple[int, int, int]:
+        """``Ledger.totals``."""
+        return await self.call(self.ledger.totals, account_id)
+
+    async def take_slot(self, account_id: str, slot: SlotClaim) -> None:
+        """``Ledger.take_slot``."""
+        await self.call(self.ledger.take_slot, account_id, slot)
+
+    async def release_slot(self, account_id: str, lease: str) -> None:
+        """``Ledger.release_slot``."""
+        await self.call(self.ledger.release_slot, account_id, lease)
+
+    async def slots_in_use(self, account_id: str) -> int:
+        """``Ledger.slots_in_use``."""
+        return await self.call(self.ledger.slots_in_use, account_id)
+
+    def use_plans(self, plans: Mapping[str, Plan]) -> None:
+        """Apply the plans of a reloaded config."""
+        self.ledger.plans = plans
 
     async def hold(
         self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None

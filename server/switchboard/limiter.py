@@ -156,23 +156,22 @@ class LedgerSlots:
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot on its own (no hold) unless the limit is reached."""
         try:
-            await self.ledger.call(self.ledger.ledger.take_slot, account_id, self.claim(lease_id, limit))
+            await self.ledger.take_slot(account_id, self.claim(lease_id, limit))
         except ExhaustedError:
             return False
         return True
 
     async def refresh(self, account_id: str, lease_id: str) -> None:
         """Push the slot's expiry back (the hold's refresh does this for Generate calls)."""
-        led = self.ledger.ledger
-        await self.ledger.call(led.refresh_hold, account_id, "", 0, self.claim(lease_id, 0))
+        await self.ledger.refresh_hold(account_id, "", 0, self.claim(lease_id, 0))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""
-        await self.ledger.call(self.ledger.ledger.release_slot, account_id, lease_id)
+        await self.ledger.release_slot(account_id, lease_id)
 
     async def in_flight(self, account_id: str) -> int:
         """Live slots of the account."""
-        return await self.ledger.call(self.ledger.ledger.slots_in_use, account_id)
+        return await self.ledger.slots_in_use(account_id)
 
     async def close(self) -> None:
         """The ledger is closed by its owner."""
