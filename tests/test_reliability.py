@@ -3,13 +3,32 @@ settlement around failures and shutdown, lost holds, backend outages, workers, p
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import ServerFactory, error_info
+from procs import ServerProcess
+from switchboard.catalog import load_catalog
+from switchboard.ledger import EntryKind, Ledger
+from switchboard.providers.simulated import SimulationProfile
+from switchboard.stores import open_store
+from switchboard.types import (
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Model,
+    ProviderEvent,
+    TextChunk,
+    Usage,
+)
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
+from test_credits import config_with_test_plans, journal_matches
 
 TEXT = catalog_pb2.MODALITY_TEXT
 INT64_MAX = 2**63 - 1
@@ -137,3 +156,131 @@ class TestBoundedParsing:
         )
         assert list(ok.entries) == []
         await channel.close()
+
+
+class LyingProvider:
+    """A provider that streams one chunk and then reports an absurd token count."""
+
+    name = "lying"
+    simulated = False
+
+    async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        yield TextChunk("hello")
+        yield Finished(FinishReason.STOP, Usage(input_tokens=3, output_tokens=2**64))
+
+
+def stored_account(path: Path, account_id: str) -> tuple[int, int, int, list[EntryKind]]:
+    """(balance, held, journal sum, entry kinds) read straight from an SQLite ledger file."""
+    store = open_store(f"sqlite:{path}")
+    try:
+        led = Ledger(store, load_catalog(None).plans)
+        record = led.get(account_id)
+        assert record is not None
+        kinds = [e.kind for e in led.entries(account_id, 0, 1000)]
+        return record.balance, record.held, led.totals(account_id)[0], kinds
+    finally:
+        store.close()
+
+
+class TestNoChargeForWhatFailed:
+    """A client sees the completion for exactly what was charged, or is not charged."""
+
+    async def test_a_completion_that_cannot_be_reported_is_not_charged(
+        self, start_server: ServerFactory, tmp_path: Path
+    ) -> None:
+        """A provider whose final usage cannot be priced or reported ends the stream with an error
+        that is not INTERNAL, and nothing is charged."""
+        catalog = load_catalog(None)
+        adapters = {m.adapter: LyingProvider() for m in catalog.models}
+        handle, stub = await start_server(adapters=adapters)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in stub.Generate(gen("l", "r1", pinned_model_id="gpt-5.4-nano"), timeout=30):
+                pass
+        assert err.value.code() is not grpc.StatusCode.INTERNAL
+        assert error_info(err.value).reason == "STREAM_INTERRUPTED"
+        record = await handle.app.ledger.get("l")
+        assert record is not None
+        assert (record.balance, record.held) == (500, 0)
+
+
+class TestShutdownCut:
+    """Streams the server cuts at the end of its shutdown grace are not charged and say why."""
+
+    async def test_cut_stream_is_unavailable_and_free(self, start_server: ServerFactory, tmp_path: Path) -> None:
+        """After output, a stream outliving the grace ends UNAVAILABLE SERVER_SHUTTING_DOWN; the
+        hold is released, nothing charged, and the journal sums to the balance."""
+        slow = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.05, tokens=400)
+        handle, stub = await start_server(simulation=slow)
+        call = stub.Generate(gen("s", "r1", pinned_model_id="gpt-5.4-nano"), timeout=30)
+        kinds = [(await call.read()).WhichOneof("event") for _ in range(3)]
+        assert kinds == ["decision", "delta", "delta"]
+        await asyncio.wait_for(handle.stop(0.5), 20)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_info(err.value).reason == "SERVER_SHUTTING_DOWN"
+        balance, held, total, entries = stored_account(tmp_path / "ledger-0.db", "s")
+        assert (balance, held, total) == (500, 0, 500)
+        assert EntryKind.CHARGE not in entries
+
+
+class TestPausedReplica:
+    """A replica paused past its holds' and slots' life does not finish its streams free, and the
+    concurrency limit holds across the pause."""
+
+    async def test_sigstop_past_the_lease(self, tmp_path: Path, fresh_postgres: str) -> None:
+        """Replica A runs 3 streams (the plan's limit) and is stopped; B sweeps A's holds, its
+        slots lapse, and B starts 3 streams. When A resumes, its streams end UNAVAILABLE HOLD_LOST
+        and are not charged; B's keep running; the journal sums to the balance."""
+        config = config_with_test_plans(tmp_path)
+        common = [
+            "--workers", "1", "--config", config, "--ledger", fresh_postgres, "--limiter", "ledger",
+            "--hold-ttl", "1", "--lease", "1", "--sweep-interval", "0.2",
+            "--sim-ttft-ms", "0", "--sim-inter-token-ms", "20", "--sim-tokens", "400",
+        ]  # fmt: skip
+        a = ServerProcess(tmp_path, "a", *common)
+        b = ServerProcess(tmp_path, "b", *common)
+        ca, cb = grpc.aio.insecure_channel(a.target), grpc.aio.insecure_channel(b.target)
+        try:
+            sa, sb = router_pb2_grpc.RouterServiceStub(ca), router_pb2_grpc.RouterServiceStub(cb)
+            acc = accounts_pb2_grpc.AccountServiceStub(cb)
+            await acc.CreateAccount(accounts_pb2.CreateAccountRequest(account_id="t", plan_id="trio"), timeout=10)
+            on_a = [sa.Generate(gen("t", f"a{i}", pinned_model_id="gpt-5.4-nano"), timeout=60) for i in range(3)]
+            for call in on_a:
+                assert (await call.read()).WhichOneof("event") == "decision"
+                assert (await call.read()).WhichOneof("event") == "delta"
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(3.0)  # three hold and lease lives: B's sweeper releases A's holds
+                on_b = [sb.Generate(gen("t", f"b{i}", pinned_model_id="gpt-5.4-nano"), timeout=60) for i in range(3)]
+                for call in on_b:
+                    assert (await call.read()).WhichOneof("event") == "decision"
+            finally:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            for call in on_a:
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    while (frame := await call.read()) is not grpc.aio.EOF:
+                        assert frame.WhichOneof("event") != "completion", "a stream finished after its hold was swept"
+                assert (err.value.code(), error_info(err.value).reason) == (grpc.StatusCode.UNAVAILABLE, "HOLD_LOST")
+            for call in on_b:
+                assert (await call.read()).WhichOneof("event") == "delta"
+            code, reason, _ = await reason_of(sb.Generate(gen("t", "over"), timeout=10).read())
+            assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "CONCURRENCY_LIMIT")
+            for call in on_b:
+                call.cancel()
+            entries = (
+                await acc.ListLedgerEntries(
+                    accounts_pb2.ListLedgerEntriesRequest(account_id="t", page_size=500), timeout=10
+                )
+            ).entries
+            for i in range(3):
+                kinds = [e.kind for e in entries if e.request_id == f"a{i}"]
+                assert accounts_pb2.LEDGER_ENTRY_KIND_CHARGE not in kinds
+        finally:
+            await ca.close()
+            await cb.close()
+            a.stop()
+            b.stop()
+        balance, total = journal_matches(fresh_postgres, config, "t")
+        assert balance == total

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from switchboard.errors import InvalidRequestError
+from switchboard.generation import Outcome
 from switchboard.ledger import MAX_CREDITS
 from switchboard.selection import derive_requirements
 from switchboard.types import (
@@ -356,6 +357,22 @@ class Messages:
             simulated=simulated,
             plan_id=decision.plan_id,
         )
+
+
+def completion_pb(outcome: Outcome, request_id: str, credits_charged: int) -> router_pb2.GenerateResponse:
+    """The completion frame of a finished generation (``balance_remaining`` is set after the charge)."""
+    usage = outcome.usage
+    return router_pb2.GenerateResponse(
+        completion=router_pb2.Completion(
+            model_id=outcome.model.id,
+            finish_reason=int(outcome.finish_reason),
+            usage=router_pb2.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            credits_charged=credits_charged,
+            attempts=outcome.attempts,
+            simulated=outcome.simulated,
+            request_id=request_id,
+        )
+    )
 
 
 def artifact_pb(artifact: Artifact) -> router_pb2.MediaArtifact:

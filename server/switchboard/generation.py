@@ -159,6 +159,7 @@ class Generator:
                     if not emitted:
                         span.add_event("first_output")
                     if isinstance(event, Finished):
+                        _check_usage(event.usage)
                         self.observer.record_success(model.id)
                         yield Outcome(
                             model=model,
@@ -194,6 +195,17 @@ class Generator:
                 f"{model.id} ended its stream without finishing",
                 {"model_id": model.id, "attempts": str(attempt)},
             )
+
+
+MAX_TOKENS = 2**40
+"""The most tokens a provider may report for one call; more is a malformed response."""
+
+
+def _check_usage(usage: Usage) -> None:
+    """A provider's reported usage is a sane token count, or PROVIDER_BAD_RESPONSE (never priced)."""
+    for tokens in (usage.input_tokens, usage.output_tokens):
+        if not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+            raise ProviderError("PROVIDER_BAD_RESPONSE", f"the provider reported {tokens!r} tokens", retryable=True)
 
 
 async def _within(span: trace.Span, stream: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:

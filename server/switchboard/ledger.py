@@ -392,19 +392,30 @@ class Ledger:
             key = f"hold:{account_id}:{request_id}:+{n[0] if n else 0}"
             self._move(tx, account_id, EntryKind.HOLD, -a, -t, request_id, key)
 
-    def refresh_hold(self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None) -> bool:
-        """Push back an open hold's expiry (and its slot's); False when it is no longer open."""
+    def refresh_hold(
+        self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None
+    ) -> tuple[bool, bool]:
+        """Push back an open hold's expiry (and its slot's). Returns whether the hold is still
+        open and whether the slot is still taken (True when no slot is named)."""
         with self.store.transaction() as tx:
             changed = tx.run(
                 "UPDATE holds SET expires_ms = %s WHERE account_id = %s AND request_id = %s AND state = %s",
                 (expires_ms, account_id, request_id, HoldState.HELD),
             )
-            if slot is not None:
-                tx.run(
-                    "UPDATE slots SET expires_ms = %s WHERE account_id = %s AND lease = %s",
-                    (slot.expires_ms, account_id, slot.lease),
-                )
-            return changed > 0
+            slot_alive = slot is None or self._refresh_slot(tx, account_id, slot)
+            return changed > 0, slot_alive
+
+    def refresh_slot(self, account_id: str, slot: SlotClaim) -> bool:
+        """Push back a slot's expiry; False when it is no longer taken."""
+        with self.store.transaction() as tx:
+            return self._refresh_slot(tx, account_id, slot)
+
+    def _refresh_slot(self, tx: Tx, account_id: str, slot: SlotClaim) -> bool:
+        changed = tx.run(
+            "UPDATE slots SET expires_ms = %s WHERE account_id = %s AND lease = %s",
+            (slot.expires_ms, account_id, slot.lease),
+        )
+        return changed > 0
 
     # --------------------------------------------------------------------- slots
 
@@ -777,9 +788,13 @@ class AsyncLedger:
 
     async def refresh_hold(
         self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None
-    ) -> bool:
+    ) -> tuple[bool, bool]:
         """``Ledger.refresh_hold``."""
         return await self.call(self.ledger.refresh_hold, account_id, request_id, expires_ms, slot)
+
+    async def refresh_slot(self, account_id: str, slot: SlotClaim) -> bool:
+        """``Ledger.refresh_slot``."""
+        return await self.call(self.ledger.refresh_slot, account_id, slot)
 
     async def sweep(self) -> int:
         """``Ledger.sweep``."""

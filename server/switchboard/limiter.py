@@ -18,12 +18,17 @@ from switchboard.ledger import AsyncLedger, SlotClaim
 class SlotLimiter(Protocol):
     """Counts an account's streams in flight against a limit."""
 
+    def claim(self, lease_id: str, limit: int) -> SlotClaim | None:
+        """A slot for the ledger to take in the same transaction as the credit hold (and return in
+        the settlement's), or None when this limiter keeps its slots itself (``acquire``)."""
+        ...
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot unless ``limit`` (0: none) are taken already."""
         ...
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Keep a lease alive."""
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Keep a lease alive; False when it is gone (expired and taken away)."""
         ...
 
     async def release(self, account_id: str, lease_id: str) -> None:
@@ -45,6 +50,9 @@ class MemoryLimiter:
     def __init__(self) -> None:
         self._slots: dict[str, set[str]] = {}
 
+    def claim(self, lease_id: str, limit: int) -> None:
+        """Slots are kept here, not in the ledger."""
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot unless the limit is reached."""
         held = self._slots.setdefault(account_id, set())
@@ -53,8 +61,9 @@ class MemoryLimiter:
         held.add(lease_id)
         return True
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Nothing to refresh in one process."""
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Nothing expires in one process: True while the slot is held."""
+        return lease_id in self._slots.get(account_id, ())
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return a slot."""
@@ -89,11 +98,13 @@ return 1
 _REFRESH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) >= now then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return 1
 end
-return 1
+return 0
 """
 _COUNT = """
 local t = redis.call('TIME')
@@ -116,13 +127,16 @@ class RedisLimiter:
         self._refresh = self._redis.register_script(_REFRESH)
         self._count = self._redis.register_script(_COUNT)
 
+    def claim(self, lease_id: str, limit: int) -> None:
+        """Slots are kept in Redis, not in the ledger."""
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot atomically unless the limit is reached."""
         return bool(await self._acquire(keys=[self.prefix + account_id], args=[lease_id, limit, self.lease_ms]))
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Push the lease's expiry back by a full lease."""
-        await self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms])
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Push the lease's expiry back by a full lease; False when it had expired."""
+        return bool(await self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms]))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""
@@ -143,8 +157,6 @@ class LedgerSlots:
     settlement, so the limit costs no extra round trip and holds across every worker and replica
     that share the ledger. Slots lapse unless refreshed, so a crashed process's slots come back."""
 
-    in_ledger = True
-
     def __init__(self, ledger: AsyncLedger, lease_s: float = 30.0) -> None:
         self.ledger = ledger
         self.lease_s = lease_s
@@ -161,9 +173,9 @@ class LedgerSlots:
             return False
         return True
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
         """Push the slot's expiry back (the hold's refresh does this for Generate calls)."""
-        await self.ledger.refresh_hold(account_id, "", 0, self.claim(lease_id, 0))
+        return await self.ledger.refresh_slot(account_id, self.claim(lease_id, 0))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""

@@ -151,7 +151,19 @@ class ServerHandle:
         still running then are cancelled, which closes their provider calls, settles their credits
         and returns their slots. Then run the app's ``on_shutdown`` callbacks and close it."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if grace:
+            # Streams still running when the grace ends are cut by the server itself, so they end
+            # with SERVER_SHUTTING_DOWN and are not charged; gRPC's own cancellation comes later.
+            stopping = asyncio.ensure_future(self.server.stop(grace + _SETTLE_S))
+            done, _ = await asyncio.wait({stopping}, timeout=grace)
+            if not done:
+                cut = self.app.billing.cut()
+                if cut:
+                    log.warning("streams_cut", streams=cut, grace_s=grace)
+            await stopping
+        else:
+            self.app.billing.cut()
+            await self.server.stop(grace)
         self.sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.sweeper
@@ -159,6 +171,8 @@ class ServerHandle:
         await self.app.shutdown()
 
 
+_SETTLE_S = 5.0
+"""How long streams cut at the end of the shutdown grace get to settle before gRPC cancels them."""
 MODEL_HEALTH_PREFIX = "switchboard.model/"
 """Health-service names of the models: ``switchboard.model/<model id>``."""
 _BACKGROUND: set[asyncio.Task[None]] = set()

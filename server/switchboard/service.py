@@ -12,24 +12,14 @@ from google.protobuf import timestamp_pb2
 
 from switchboard import convert, logs
 from switchboard.app import App
-from switchboard.billing import Meter
-from switchboard.errors import ExhaustedError, InvalidRequestError, NotFoundError
-from switchboard.generation import FallbackNotice, GenerationEvent, Outcome
+from switchboard.errors import InvalidRequestError, NotFoundError
+from switchboard.generation import FallbackNotice
 from switchboard.ledger import AccountRecord
-from switchboard.types import (
-    AccountState,
-    Artifact,
-    Decision,
-    GenerationRequest,
-    Modality,
-    TextChunk,
-    Tier,
-    ToolCallEvent,
-)
+from switchboard.router import Completed, RunEvent, Started
+from switchboard.types import Artifact, Modality, TextChunk, Tier, ToolCallEvent
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
-_bind = logs.bind
 
 
 class RouterService(router_pb2_grpc.RouterServiceServicer):
@@ -74,99 +64,57 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             raise InvalidRequestError("FIELD_REQUIRED", "request is required", {"field": "request"})
         app = self.app  # one app for the whole call, even when a reload swaps it meanwhile
         gen = convert.generation_request(request.request, app.settings.limits, need_content=False, field="request.")
-        _, decision = await _decide(app, gen)
-        simulated = app.providers.is_simulated(decision.model.id)
+        decision, simulated = await app.router.quote(gen)
         return app.messages.select_response(decision, simulated)
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
-        """Select, hold credits, call the provider, stream; settle the credits once at the end."""
+        """Convert the request, run it, convert each event; the completion is built before its charge."""
         app = self.app  # streams in flight keep the app they started with across a reload
         app.stream_started()
         try:
             gen = convert.generation_request(request, app.settings.limits, need_content=True)
-            account, decision = await _decide(app, gen)
-            meter = app.billing.meter(account, decision, gen)
-            try:
-                await meter.open()
-            except ExhaustedError as exc:
-                if exc.reason != "INSUFFICIENT_CREDITS":
-                    raise
-                # The balance selection used was stale: decide again on the ledger's own figure.
-                account, decision = await _decide(app, gen, fresh=True)
-                meter = app.billing.meter(account, decision, gen)
-                await meter.open()
-            error: BaseException | None = None
-            try:
-                simulated = app.providers.is_simulated(decision.model.id)
-                yield router_pb2.GenerateResponse(decision=app.messages.decision(decision, simulated))
-                async for event in app.generator.run(decision, gen, gate=meter):
-                    yield await _frame(event, gen, meter)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                await meter.close(error)
+            async for event in app.router.run(gen):
+                if isinstance(event, Completed):
+                    reply = convert.completion_pb(event.outcome, event.request_id, event.credits_charged)
+                    await event.commit()
+                    if event.balance_remaining is not None:
+                        reply.completion.balance_remaining = event.balance_remaining
+                    yield reply
+                else:
+                    yield _frame(app, event)
         finally:
             await app.stream_ended()
 
 
-async def _decide(app: App, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:
-    _bind(request_id=gen.request_id, account=gen.selection.account_id)
-    account = await app.accounts.state(gen.selection.account_id, fresh=fresh)
-    decision = app.selector.select(gen.selection, account, app.health)
-    _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
-    return account, decision
-
-
-async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
+def _frame(app: App, event: RunEvent) -> router_pb2.GenerateResponse:
     if isinstance(event, TextChunk):
-        meter.saw(event)
         return router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=event.text))
     if isinstance(event, Artifact):
-        meter.saw(event)
         return router_pb2.GenerateResponse(artifact=convert.artifact_pb(event))
     if isinstance(event, ToolCallEvent):
-        meter.saw(event)
         return router_pb2.GenerateResponse(tool_call=convert.tool_call_pb(event))
-    if isinstance(event, FallbackNotice):
-        log.warning(
-            "fallback",
-            **logs.call_fields(),
-            from_model=event.from_model.id,
-            to_model=event.to_model.id,
+    if isinstance(event, Started):
+        return router_pb2.GenerateResponse(decision=app.messages.decision(event.decision, event.simulated))
+    assert isinstance(event, FallbackNotice)
+    log.warning(
+        "fallback",
+        **logs.call_fields(),
+        from_model=event.from_model.id,
+        to_model=event.to_model.id,
+        reason=event.reason,
+        attempt=event.attempt,
+    )
+    return router_pb2.GenerateResponse(
+        fallback=router_pb2.Fallback(
+            from_model_id=event.from_model.id,
+            to_model_id=event.to_model.id,
             reason=event.reason,
+            message=event.message,
             attempt=event.attempt,
         )
-        _bind(model=event.to_model.id, attempts=event.attempt)
-        return router_pb2.GenerateResponse(
-            fallback=router_pb2.Fallback(
-                from_model_id=event.from_model.id,
-                to_model_id=event.to_model.id,
-                reason=event.reason,
-                message=event.message,
-                attempt=event.attempt,
-            )
-        )
-    return await _completion(event, gen, meter)
-
-
-async def _completion(outcome: Outcome, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
-    await meter.complete(outcome.credits)
-    _bind(model=outcome.model.id, attempts=outcome.attempts, credits=meter.charged)
-    completion = router_pb2.Completion(
-        model_id=outcome.model.id,
-        finish_reason=int(outcome.finish_reason),
-        usage=router_pb2.Usage(input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens),
-        credits_charged=meter.charged,
-        attempts=outcome.attempts,
-        simulated=outcome.simulated,
-        request_id=gen.request_id,
     )
-    if meter.balance is not None:
-        completion.balance_remaining = meter.balance
-    return router_pb2.GenerateResponse(completion=completion)
 
 
 # ---------------------------------------------------------------- AccountService
