@@ -7,13 +7,15 @@ import asyncio
 import base64
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+from certs import Authority
 from conftest import ServerFactory, error_info
-from procs import ServerProcess
+from procs import BIN, ServerProcess
 from switchboard.catalog import load_catalog
 from switchboard.ledger import EntryKind, Ledger
 from switchboard.providers.simulated import SimulationProfile
@@ -284,3 +286,30 @@ class TestPausedReplica:
             b.stop()
         balance, total = journal_matches(fresh_postgres, config, "t")
         assert balance == total
+
+
+class TestTlsStartup:
+    """TLS files that do not work stop start-up with a message naming the file and the problem."""
+
+    def test_mismatched_key_and_garbage_pem(self, tmp_path: Path) -> None:
+        """A key of another certificate, a garbage key and a garbage certificate: exit 2 with the
+        file named, and no traceback."""
+        ca = Authority(tmp_path, "ca")
+        one, two = ca.issue("localhost", server=True), ca.issue("other", server=True)
+        garbage = tmp_path / "garbage.pem"
+        garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        cases = [
+            (one.cert_path, two.key_path, two.key_path, "does not match"),
+            (one.cert_path, str(garbage), str(garbage), "not a PEM private key"),
+            (str(garbage), one.key_path, str(garbage), "not a PEM certificate"),
+        ]
+        for cert, key, named, problem in cases:
+            out = subprocess.run(
+                [str(BIN), "serve", "--workers", "1", "--listen", "127.0.0.1:0", "--ledger",
+                 f"sqlite:{tmp_path / 'tls.db'}", "--tls-cert", cert, "--tls-key", key],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert out.returncode == 2, out.stderr
+            assert named in out.stderr
+            assert problem in out.stderr
+            assert "Traceback" not in out.stderr

@@ -9,6 +9,7 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,31 @@ def _read(path: str) -> bytes:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
+def check_tls_files(cert: str, key: str, client_ca: str = "") -> None:
+    """Parse the TLS files as the server will use them: a certificate chain, its private key (which
+    must match it) and a CA bundle. A problem is a ConfigError naming the file and what is wrong,
+    rather than gRPC's bare "Failed to bind" later."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, what in ((cert, "--tls-cert"), (client_ca, "--tls-client-ca")):
+        if not path:
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"{what} {path}: not a PEM certificate ({_ssl_reason(exc)})") from None
+    try:
+        ctx.load_cert_chain(certfile=cert, keyfile=key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"--tls-key {key}: the private key does not match the certificate {cert}") from None
+        raise ConfigError(f"--tls-key {key}: not a PEM private key ({_ssl_reason(exc)})") from None
+
+
+def _ssl_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason).lower().replace("_", " ") if reason else str(exc)
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials from the settings' PEM files (client certificates required when a client CA
     is given), or None for plaintext."""
@@ -82,6 +108,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     ca = _read(settings.tls_client_ca) if settings.tls_client_ca else None
+    check_tls_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     return grpc.ssl_server_credentials(
         [(_read(settings.tls_key), _read(settings.tls_cert))],
         root_certificates=ca,
