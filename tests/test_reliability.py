@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -313,3 +315,85 @@ class TestTlsStartup:
             assert named in out.stderr
             assert problem in out.stderr
             assert "Traceback" not in out.stderr
+
+
+def log_events(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def serves(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        return len(stub.ListModels(router_pb2.ListModelsRequest(), timeout=10).models) == 28
+
+
+def wait_for_event(path: Path, event: str, count: int = 1, within: float = 30.0) -> list[dict[str, object]]:
+    deadline = time.monotonic() + within
+    while True:
+        found = [e for e in log_events(path) if e.get("event") == event]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"no {event} in the log"
+        time.sleep(0.1)
+
+
+class TestWorkers:
+    """A dead worker is restarted while the others keep serving; a crash loop stops the server."""
+
+    def test_dead_worker_is_restarted(self, tmp_path: Path) -> None:
+        """kill -9 of one of two workers: it is restarted (logged), the server keeps serving, and
+        SIGTERM still exits 0."""
+        s = ServerProcess(tmp_path, "w", "--workers", "2", "--ledger", f"sqlite:{tmp_path / 'w.db'}")
+        try:
+            pids = wait_for_event(s.log_path, "workers_serving")[0]["pids"]
+            assert isinstance(pids, list)
+            os.kill(pids[0], signal.SIGKILL)
+            restarted = wait_for_event(s.log_path, "worker_restarted")[0]
+            assert restarted["pid"] not in pids
+            deadline = time.monotonic() + 30
+            while restarted["pid"] not in [e.get("pid") for e in log_events(s.log_path) if e.get("event") == "serving"]:
+                assert time.monotonic() < deadline, "the restarted worker did not serve"
+                time.sleep(0.1)
+            assert [e["restart_in_s"] for e in log_events(s.log_path) if e.get("event") == "worker_exited"] == [0.5]
+            assert s.proc.poll() is None
+            for _ in range(10):
+                assert serves(s.target)
+        finally:
+            s.stop()
+        assert s.proc.returncode == 0
+
+    def test_crash_loop_stops_the_server(self, tmp_path: Path) -> None:
+        """A worker that dies five times within a minute is not restarted again: exit 1."""
+        s = ServerProcess(tmp_path, "loop", "--workers", "2", "--ledger", f"sqlite:{tmp_path / 'l.db'}")
+        try:
+            pid = wait_for_event(s.log_path, "workers_serving")[0]["pids"][0]  # type: ignore[index]
+            for death in range(1, 6):
+                os.kill(int(pid), signal.SIGKILL)  # type: ignore[call-overload]
+                if death < 5:
+                    pid = wait_for_event(s.log_path, "worker_restarted", death)[-1]["pid"]
+            assert s.proc.wait(timeout=60) == 1
+            assert wait_for_event(s.log_path, "worker_crash_loop")
+        finally:
+            s.stop()
+
+
+class TestOnePortOneServer:
+    """Only a server's own workers share its port."""
+
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_second_server_on_a_port_in_use_exits(self, tmp_path: Path, workers: str) -> None:
+        """A second `switchboard serve` on the port of a running one exits non-zero saying the
+        address is in use, without a traceback; the first keeps all its connections."""
+        first = ServerProcess(tmp_path, "first", "--workers", "2", "--ledger", f"sqlite:{tmp_path / 'p.db'}")
+        try:
+            out = subprocess.run(
+                [str(BIN), "serve", "--workers", workers, "--listen", first.target, "--ledger",
+                 f"sqlite:{tmp_path / 'q.db'}"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert out.returncode != 0
+            assert "address is in use" in out.stderr + out.stdout
+            assert "Traceback" not in out.stderr
+            assert serves(first.target)
+        finally:
+            first.stop()

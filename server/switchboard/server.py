@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import signal
@@ -108,7 +109,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     ca = _read(settings.tls_client_ca) if settings.tls_client_ca else None
-    check_tls_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    check_tls_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca or "")
     return grpc.ssl_server_credentials(
         [(_read(settings.tls_key), _read(settings.tls_cert))],
         root_certificates=ca,
@@ -248,12 +249,17 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen)
-    else:
-        port = server.add_secure_port(settings.listen, credentials)
+    if not settings.reuse_port:
+        check_port_free(settings.listen)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+        raise ConfigError(f"--listen {settings.listen}: cannot listen there (is the address in use?)")
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     await server.start()
     for name in ("", *SERVICE_NAMES):
@@ -327,23 +333,62 @@ def _worker_metrics(listen: str | None, index: int) -> list[str]:
     return ["--metrics-listen", f"{host}:{int(port) + index if int(port) else 0}"]
 
 
+def check_port_free(listen: str) -> None:
+    """Bind ``listen`` (HOST:PORT) without SO_REUSEPORT and let go: a ConfigError saying the
+    address is in use when anything listens there already, another Switchboard included. Only
+    one supervisor's own workers share a port."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or int(port_text) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--listen {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"--listen {listen}: the address is in use") from None
+                raise ConfigError(f"--listen {listen}: cannot bind ({exc.strerror})") from None
+
+
+CRASH_LOOP_DEATHS = 5
+"""A worker dying this many times within ``CRASH_LOOP_WINDOW_S`` is a crash loop: the supervisor
+stops the others and exits 1 instead of restarting it again."""
+CRASH_LOOP_WINDOW_S = 60.0
+
+
+def restart_delay(recent_deaths: int) -> float:
+    """Back-off before restarting a worker that died for the ``recent_deaths``-th time within the
+    crash-loop window: 0.5 s, doubling, at most 10 s."""
+    return float(min(10.0, 0.5 * 2 ** max(0, recent_deaths - 1)))
+
+
 def supervise(settings: Settings, argv: list[str]) -> int:
-    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), forward SIGTERM and
-    SIGINT to them, and wait. Returns the exit status."""
+    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), restart a worker that
+    dies (with back-off, logged) while the others keep serving, forward SIGTERM and SIGINT to
+    them, and wait. Gives up only on a crash loop. Returns the exit status."""
     configure_logging(settings.log_format, settings.log_level)
     load_catalog(settings.config_path)  # a bad config stops start-up here, before any worker starts
+    if settings.tls_cert or settings.tls_key:
+        server_credentials(settings)  # so do bad TLS files
     host, _, port_text = settings.listen.rpartition(":")
     port = int(port_text)
     if port == 0:
         with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
             s.bind((host.strip("[]") or "0.0.0.0", 0))
             port = s.getsockname()[1]
+    check_port_free(f"{host}:{port}")
     # The in-process limiter would give each worker a limit of its own.
     limiter = "ledger" if settings.limiter == "memory" else settings.limiter
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
-        children = []
-        for i in range(settings.workers):
-            cmd = [
+
+        def command(i: int) -> list[str]:
+            return [
                 sys.executable,
                 "-m",
                 "switchboard.cli",
@@ -360,7 +405,8 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 f"{tmp}/worker-{i}",
                 *_worker_metrics(settings.metrics_listen, i),
             ]
-            children.append(subprocess.Popen(cmd))
+
+        children = [subprocess.Popen(command(i)) for i in range(settings.workers)]
         deadline = time.monotonic() + 60
         while not all(Path(f"{tmp}/worker-{i}").exists() for i in range(settings.workers)):
             if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
@@ -373,6 +419,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         if settings.port_file:
             Path(settings.port_file).write_text(f"{port}\n", encoding="utf-8")
         stopping = False
+        crash_loop = False
 
         def forward(signum: int, _frame: object) -> None:
             nonlocal stopping
@@ -389,9 +436,37 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGHUP, reload)
-        while any(c.poll() is None for c in children):
-            if not stopping and any(c.poll() is not None for c in children):
-                log.error("worker_exited", codes=[c.poll() for c in children])
-                forward(signal.SIGTERM, None)
+        deaths: list[float] = []
+        restart_at: dict[int, float] = {}
+        while any(c.poll() is None for c in children) or (restart_at and not stopping):
+            now = time.monotonic()
+            for i, c in enumerate(children):
+                if stopping or crash_loop or c.returncode is None or i in restart_at:
+                    continue
+                deaths.append(now)
+                deaths[:] = [t for t in deaths if now - t < CRASH_LOOP_WINDOW_S]
+                if len(deaths) >= CRASH_LOOP_DEATHS:
+                    log.error(
+                        "worker_crash_loop",
+                        deaths=len(deaths),
+                        window_s=CRASH_LOOP_WINDOW_S,
+                        message="workers keep dying; stopping the others",
+                    )
+                    crash_loop = True
+                    forward(signal.SIGTERM, None)
+                    break
+                delay = restart_delay(len(deaths))
+                log.error("worker_exited", worker=i, pid=c.pid, code=c.returncode, restart_in_s=delay)
+                restart_at[i] = now + delay
+            for i, when in list(restart_at.items()):
+                if stopping or crash_loop:
+                    restart_at.clear()
+                    break
+                if now >= when:
+                    del restart_at[i]
+                    children[i] = subprocess.Popen(command(i))
+                    log.info("worker_restarted", worker=i, pid=children[i].pid)
             time.sleep(0.1)
-        return 0 if stopping and all(c.returncode == 0 for c in children) else 1
+        # A worker still starting when the signal came dies of it before its handler is set: clean too.
+        clean = (0, -signal.SIGTERM, -signal.SIGINT)
+        return 0 if stopping and not crash_loop and all(c.returncode in clean for c in children) else 1
