@@ -397,3 +397,94 @@ class TestOnePortOneServer:
             assert serves(first.target)
         finally:
             first.stop()
+
+
+class TestRestartReclaims:
+    """A restarted server releases the holds of its own previous incarnation at once."""
+
+    async def test_restart_releases_own_holds_only(self, tmp_path: Path) -> None:
+        """Replicas `a` and `b` share a ledger; `a` is killed mid-stream and restarted with the same
+        instance id: its hold is released at start-up (not after --hold-ttl), `b`'s stays."""
+        ledger = f"sqlite:{tmp_path / 'reclaim.db'}"
+        common = [
+            "--workers", "1", "--ledger", ledger, "--auto-create-accounts", "--limiter", "ledger",
+            "--sim-ttft-ms", "0", "--sim-inter-token-ms", "20", "--sim-tokens", "2000",
+        ]  # fmt: skip
+        a = ServerProcess(tmp_path, "a", *common, "--instance-id", "replica-a")
+        b = ServerProcess(tmp_path, "b", *common, "--instance-id", "replica-b")
+        a2 = None
+        ca, cb = grpc.aio.insecure_channel(a.target), grpc.aio.insecure_channel(b.target)
+        try:
+            on_a = router_pb2_grpc.RouterServiceStub(ca).Generate(
+                gen("ka", "r1", pinned_model_id="gpt-5.4"), timeout=60
+            )
+            on_b = router_pb2_grpc.RouterServiceStub(cb).Generate(
+                gen("kb", "r1", pinned_model_id="gpt-5.4"), timeout=60
+            )
+            for call in (on_a, on_b):
+                await call.read()
+                await call.read()
+            a.stop(signal.SIGKILL)
+            on_a.cancel()
+            a2 = ServerProcess(tmp_path, "a2", *common, "--instance-id", "replica-a")
+            acc = accounts_pb2_grpc.AccountServiceStub(cb)
+            ka = (await acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="ka"), timeout=10)).account
+            kb = (await acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="kb"), timeout=10)).account
+            assert (ka.balance, ka.held_credits, ka.requests_in_flight) == (500, 0, 0)
+            assert (kb.balance, kb.held_credits, kb.requests_in_flight) == (490, 10, 1)
+            assert (await on_b.read()).WhichOneof("event") == "delta"
+            on_b.cancel()
+            started = [e for e in log_events(a2.log_path) if e.get("event") == "incarnation"]
+            assert started == [started[0]]
+            assert (started[0]["instance_id"], started[0]["incarnation"], started[0]["holds_released"]) == (
+                "replica-a",
+                2,
+                1,
+            )
+        finally:
+            await ca.close()
+            await cb.close()
+            b.stop()
+            if a2 is not None:
+                a2.stop()
+
+    @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+    def test_an_existing_database_is_upgraded(
+        self, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    ) -> None:
+        """A database made by the previous schema gains the owner columns when opened (again and
+        again), and each incarnation releases the hold the one before it left."""
+        from switchboard import stores  # noqa: PLC0415
+
+        if backend == "sqlite":
+            url = f"sqlite:{tmp_path / 'old.db'}"
+            import sqlite3  # noqa: PLC0415
+
+            with sqlite3.connect(tmp_path / "old.db") as conn:
+                conn.executescript(stores._SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        else:
+            import psycopg  # noqa: PLC0415
+
+            url = request.getfixturevalue("fresh_postgres")
+            with psycopg.connect(url, autocommit=True) as conn:
+                for statement in stores._SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+        for left in (0, 1):
+            store = open_store(url)
+            try:
+                led = Ledger(store, load_catalog(None).plans)
+                assert led.begin_incarnation("x")[1] == left
+                led.ensure_account("u", "free")
+                led.hold("u", f"r{led.incarnation}", 5, 10**15)
+            finally:
+                store.close()
+        store = open_store(url)
+        try:
+            led = Ledger(store, load_catalog(None).plans)
+            assert led.begin_incarnation("x") == (3, 1)
+            record = led.get("u")
+            assert record is not None
+            assert (record.balance, record.held) == (500, 0)
+        finally:
+            store.close()

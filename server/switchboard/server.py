@@ -261,6 +261,10 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     if port == 0:
         raise ConfigError(f"--listen {settings.listen}: cannot listen there (is the address in use?)")
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
+    instance = instance_id(settings)
+    if instance:
+        incarnation, released = await app.ledger.begin_incarnation(instance)
+        log.info("incarnation", instance_id=instance, incarnation=incarnation, holds_released=released)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -333,6 +337,15 @@ def _worker_metrics(listen: str | None, index: int) -> list[str]:
     return ["--metrics-listen", f"{host}:{int(port) + index if int(port) else 0}"]
 
 
+def instance_id(settings: Settings) -> str:
+    """This server's name across restarts: ``--instance-id``, else host name and port when the
+    port is fixed; "" (nothing to reclaim) for port 0."""
+    if settings.instance_id:
+        return settings.instance_id
+    port = settings.listen.rpartition(":")[2]
+    return f"{socket.gethostname()}:{port}" if port.isdigit() and int(port) else ""
+
+
 def check_port_free(listen: str) -> None:
     """Bind ``listen`` (HOST:PORT) without SO_REUSEPORT and let go: a ConfigError saying the
     address is in use when anything listens there already, another Switchboard included. Only
@@ -383,6 +396,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
             s.bind((host.strip("[]") or "0.0.0.0", 0))
             port = s.getsockname()[1]
     check_port_free(f"{host}:{port}")
+    base_id = settings.instance_id or f"{socket.gethostname()}:{port}"
     # The in-process limiter would give each worker a limit of its own.
     limiter = "ledger" if settings.limiter == "memory" else settings.limiter
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
@@ -403,6 +417,8 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 limiter,
                 "--port-file",
                 f"{tmp}/worker-{i}",
+                "--instance-id",
+                f"{base_id}/w{i}",
                 *_worker_metrics(settings.metrics_listen, i),
             ]
 

@@ -61,6 +61,33 @@ CREATE TABLE IF NOT EXISTS slots (
 );
 """
 
+# schema change: fold into a migration. Which process incarnation took each hold and slot, and a
+# counter of incarnations per instance, so a restarted instance releases what its previous
+# incarnation left at once. Applied idempotently to new and existing databases.
+_OWNER_TABLE = """
+CREATE TABLE IF NOT EXISTS instances (
+  instance_id TEXT PRIMARY KEY,
+  incarnation BIGINT NOT NULL
+)
+"""
+_OWNER_COLUMNS = (
+    ("holds", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("holds", "incarnation", "BIGINT NOT NULL DEFAULT 0"),
+    ("slots", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("slots", "incarnation", "BIGINT NOT NULL DEFAULT 0"),
+)
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS holds_owner ON holds (owner, state)"
+
+
+def _sqlite_add_owner_columns(conn: sqlite3.Connection) -> None:
+    # schema change: fold into a migration.
+    conn.execute(_OWNER_TABLE)
+    for table, column, kind in _OWNER_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.execute(_OWNER_INDEX)
+
 
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -114,6 +141,8 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite_connect(self.path, _SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
         self._lock = threading.Lock()
+        with self.transaction():
+            _sqlite_add_owner_columns(self._conn)  # schema change: fold into a migration
 
     def _begin_immediate(self) -> None:
         """Take the write lock, retrying every 50 µs to 1 ms while another process holds it.
@@ -199,6 +228,11 @@ class PostgresStore:
             for statement in _SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            # schema change: fold into a migration.
+            conn.execute(_OWNER_TABLE)
+            for table, column, kind in _OWNER_COLUMNS:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            conn.execute(_OWNER_INDEX)
 
     @contextmanager
     def transaction(self) -> Iterator[_PgTx]:
