@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import servers
 from certs import Authority
 from conftest import ServerFactory, error_info
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import BIN, ServerProcess
+from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
 from switchboard.ledger import EntryKind, Ledger
 from switchboard.providers.simulated import SimulationProfile
@@ -488,3 +494,159 @@ class TestRestartReclaims:
             assert (record.balance, record.held) == (500, 0)
         finally:
             store.close()
+
+
+class Restartable:
+    """A real PostgreSQL or Redis server on a fixed loopback port that a test stops and starts."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.port = servers.free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        if kind == "postgresql":
+            self.bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+            self.data = tempfile.mkdtemp(prefix="sb-outage-pg-")
+            if os.geteuid() == 0:
+                shutil.chown(self.data, "postgres", "postgres")
+            subprocess.run(
+                servers._as_postgres(
+                    [f"{self.bindir}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        self.start()
+
+    @property
+    def url(self) -> str:
+        if self.kind == "postgresql":
+            return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if self.kind == "postgresql":
+            cmd = servers._as_postgres(
+                [f"{self.bindir}/postgres", "-D", self.data, "-p", str(self.port), "-k", self.data,
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+            )  # fmt: skip
+        else:
+            cmd = [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no"]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers._wait_port(self.port, self.proc, self.kind)
+        if self.kind == "postgresql":
+            import psycopg  # noqa: PLC0415
+
+            for _ in range(100):
+                try:
+                    with psycopg.connect(self.url, connect_timeout=2):
+                        return
+                except psycopg.OperationalError:
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if self.kind == "postgresql":  # fast shutdown: clients are disconnected, not waited for
+                stop = [f"{self.bindir}/pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w"]
+                subprocess.run(servers._as_postgres(stop), check=False, capture_output=True, timeout=60)
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def remove(self) -> None:
+        self.stop()
+        if self.kind == "postgresql":
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Iterator[Restartable]:
+    server = Restartable(request.param)
+    yield server
+    server.remove()
+
+
+async def status_of(call: object) -> tuple[str, str]:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name, error_info(exc).reason
+    return "OK", ""
+
+
+async def generate_status(stub: router_pb2_grpc.RouterServiceStub, request_id: str) -> tuple[str, str]:
+    async def run() -> None:
+        async for _ in stub.Generate(gen("o", request_id, pinned_model_id="gpt-5.4-nano"), timeout=30):
+            pass
+
+    return await status_of(run())
+
+
+class TestBackendOutages:
+    """A backend that goes away is UNAVAILABLE with a reason, logged once, and recovers by itself."""
+
+    @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+    async def test_ledger_down_and_back(self, start_server: ServerFactory, backend: Restartable) -> None:
+        """PostgreSQL stops: Generate and GetAccount are UNAVAILABLE LEDGER_UNAVAILABLE, health is
+        NOT_SERVING, one `ledger_unavailable` log line for many calls; PostgreSQL starts again:
+        calls succeed and health is SERVING without a restart."""
+        handle, stub = await start_server(ledger=backend.url, sweep_interval_s=0.2, balance_cache_s=0.0)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
+        acc = accounts_pb2_grpc.AccountServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        assert await generate_status(stub, "before") == ("OK", "")
+        with capture_logs() as logs:
+            backend.stop()
+            for i in range(4):
+                assert await generate_status(stub, f"down-{i}") == ("UNAVAILABLE", "LEDGER_UNAVAILABLE")
+            got = await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30))
+            assert got == ("UNAVAILABLE", "LEDGER_UNAVAILABLE")
+            await asyncio.sleep(0.1)
+            check = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            backend.start()
+            deadline = time.monotonic() + 30
+            while (await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)).status != (
+                health_pb2.HealthCheckResponse.SERVING
+            ):
+                assert time.monotonic() < deadline, "health did not come back"
+                await asyncio.sleep(0.2)
+            results = [await generate_status(stub, f"after-{i}") for i in range(3)]
+        assert results[-1] == ("OK", "")
+        events = [e["event"] for e in logs]
+        assert events.count("ledger_unavailable") == 1
+        assert "ledger_recovered" in events
+        assert "unexpected_error" not in events
+        record = await handle.app.ledger.get("o")
+        total, _, _ = await handle.app.ledger.totals("o")
+        assert record is not None
+        assert total == record.balance
+        await channel.close()
+
+    @pytest.mark.parametrize("backend", ["redis"], indirect=True)
+    async def test_limiter_down_and_back(self, start_server: ServerFactory, backend: Restartable) -> None:
+        """Redis stops: Generate and GetAccount are UNAVAILABLE LIMITER_UNAVAILABLE, logged once;
+        Redis starts again: calls succeed; nothing stays held."""
+        handle, stub = await start_server(limiter=backend.url)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
+        acc = accounts_pb2_grpc.AccountServiceStub(channel)
+        assert await generate_status(stub, "before") == ("OK", "")
+        with capture_logs() as logs:
+            backend.stop()
+            for i in range(4):
+                assert await generate_status(stub, f"down-{i}") == ("UNAVAILABLE", "LIMITER_UNAVAILABLE")
+            got = await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30))
+            assert got == ("UNAVAILABLE", "LIMITER_UNAVAILABLE")
+            backend.start()
+            deadline = time.monotonic() + 30
+            while await generate_status(stub, f"after-{time.monotonic()}") != ("OK", ""):
+                assert time.monotonic() < deadline, "the limiter did not come back"
+                await asyncio.sleep(0.2)
+        events = [e["event"] for e in logs]
+        assert events.count("limiter_unavailable") == 1
+        assert "limiter_recovered" in events
+        assert "unexpected_error" not in events
+        record = await handle.app.ledger.get("o")
+        assert record is not None
+        assert record.held == 0
+        await channel.close()

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from switchboard.errors import ExhaustedError, HoldLostError, NotFoundError, ShuttingDownError
+from switchboard.errors import BackendUnavailableError, ExhaustedError, HoldLostError, NotFoundError, ShuttingDownError
 from switchboard.ledger import AsyncLedger, SlotClaim
 from switchboard.limiter import SlotLimiter
 from switchboard.selection import Selector
@@ -323,6 +323,8 @@ class Meter:
             await asyncio.sleep(self.billing.settings.keepalive_s)
             try:
                 await self._refresh()
+            except BackendUnavailableError:  # the outage is logged once where it is noticed
+                pass
             except Exception:  # a failed refresh is retried next round; the hold's expiry is the backstop
                 log.exception("keepalive_failed", request_id=self.request.request_id)
 
@@ -334,6 +336,8 @@ async def sweep_forever(ledger: AsyncLedger, interval_s: float) -> None:
             released = await ledger.sweep()
             if released:
                 log.info("holds_expired", released=released)
+        except BackendUnavailableError:  # logged once per outage; the next round finds out if it ended
+            pass
         except Exception:  # the sweep is retried next round
             log.exception("sweep_failed")
         await asyncio.sleep(interval_s)

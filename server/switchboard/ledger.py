@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ from switchboard.errors import (
     PreconditionError,
     SwitchboardError,
 )
+from switchboard.outage import Outage
 from switchboard.types import Plan
 
 T = TypeVar("T")
@@ -170,6 +171,10 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    def unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database cannot be reached (rather than a bug)."""
         ...
 
 
@@ -785,6 +790,7 @@ class AsyncLedger:
         self._grouped = ledger.store.workers == 1
         self._holds: _Group[AccountRecord] = _Group(self._pool, ledger.hold_many)
         self._settles: _Group[Settlement] = _Group(self._pool, ledger.settle_many)
+        self.outage = Outage("ledger", "LEDGER_UNAVAILABLE")
 
     @property
     def hold_transactions(self) -> int:
@@ -792,8 +798,23 @@ class AsyncLedger:
         return self._holds.transactions
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` (a Ledger method) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
+        """Run ``fn(*args)`` (a Ledger method) off the event loop; LEDGER_UNAVAILABLE when the
+        database cannot be reached."""
+        return await self._reach(asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args)))
+
+    async def _reach(self, work: Awaitable[T]) -> T:
+        """Await ``work`` and keep ``outage`` up to date: a domain error means the database answered."""
+        try:
+            result = await work
+        except SwitchboardError:
+            self.outage.succeeded()
+            raise
+        except Exception as exc:
+            if self.ledger.store.unreachable(exc):
+                raise self.outage.failed(exc) from None
+            raise
+        self.outage.succeeded()
+        return result
 
     # The typed face of every Ledger operation: one hop to a ledger thread each.
 
@@ -870,7 +891,7 @@ class AsyncLedger:
         if not self._grouped:
             self._holds.transactions += 1
             return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
-        return await self._holds.submit((account_id, request_id, credits, expires_ms, slot))
+        return await self._reach(self._holds.submit((account_id, request_id, credits, expires_ms, slot)))
 
     async def settle(
         self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = ""
@@ -878,7 +899,7 @@ class AsyncLedger:
         """``Ledger.settle``, grouped with other settlements waiting for the ledger thread."""
         if not self._grouped:
             return await self.call(self.ledger.settle, account_id, request_id, charge, note, lease)
-        return await self._settles.submit((account_id, request_id, charge, note, lease))
+        return await self._reach(self._settles.submit((account_id, request_id, charge, note, lease)))
 
     def close(self) -> None:
         """Stop the threads and close the store."""

@@ -9,10 +9,14 @@ their own. A call over the limit is refused at once (CONCURRENCY_LIMIT); it does
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from switchboard.errors import ExhaustedError
 from switchboard.ledger import AsyncLedger, SlotClaim
+from switchboard.outage import Outage
+
+T = TypeVar("T")
 
 
 class SlotLimiter(Protocol):
@@ -122,7 +126,8 @@ class RedisLimiter:
 
         self.lease_ms = int(lease_s * 1000)
         self.prefix = prefix
-        self._redis = aioredis.from_url(url)
+        self.outage = Outage("limiter", "LIMITER_UNAVAILABLE")
+        self._redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._refresh = self._redis.register_script(_REFRESH)
         self._count = self._redis.register_script(_COUNT)
@@ -130,21 +135,34 @@ class RedisLimiter:
     def claim(self, lease_id: str, limit: int) -> None:
         """Slots are kept in Redis, not in the ledger."""
 
+    async def _reach(self, work: Awaitable[T]) -> T:
+        """Await a Redis call; LIMITER_UNAVAILABLE (one log line per outage) when Redis is unreachable."""
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+        from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+        try:
+            result = await work
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self.outage.failed(exc) from None
+        self.outage.succeeded()
+        return result
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot atomically unless the limit is reached."""
-        return bool(await self._acquire(keys=[self.prefix + account_id], args=[lease_id, limit, self.lease_ms]))
+        args: list[str | int] = [lease_id, limit, self.lease_ms]
+        return bool(await self._reach(self._acquire(keys=[self.prefix + account_id], args=args)))
 
     async def refresh(self, account_id: str, lease_id: str) -> bool:
         """Push the lease's expiry back by a full lease; False when it had expired."""
-        return bool(await self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms]))
+        return bool(await self._reach(self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms])))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""
-        await self._redis.zrem(self.prefix + account_id, lease_id)
+        await self._reach(self._redis.zrem(self.prefix + account_id, lease_id))
 
     async def in_flight(self, account_id: str) -> int:
         """Live leases of the account."""
-        return int(await self._count(keys=[self.prefix + account_id]))
+        return int(await self._reach(self._count(keys=[self.prefix + account_id])))
 
     async def close(self) -> None:
         """Close the connection pool."""

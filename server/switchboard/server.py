@@ -229,6 +229,19 @@ async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> 
     app.health.on_change = changed
 
 
+def report_ledger_health(app: App, servicer: health.aio.HealthServicer) -> None:
+    """The server and its services are NOT_SERVING while the ledger is unreachable, SERVING again
+    when it answers (the sweeper asks every --sweep-interval, so recovery needs no traffic)."""
+    loop = asyncio.get_running_loop()
+
+    def changed(available: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if available else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            _background(servicer.set(name, status), loop)
+
+    app.ledger.outage.listeners.append(changed)
+
+
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
     """Build the app from ``settings`` (or use ``app``), bind, start and return the server
     (port 0 picks a port)."""
@@ -269,6 +282,7 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await report_model_health(app, health_servicer)
+    report_ledger_health(app, health_servicer)
     sweeper = asyncio.create_task(sweep_forever(app.ledger, settings.sweep_interval_s))
     handle = ServerHandle(
         server=server,

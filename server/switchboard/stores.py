@@ -194,6 +194,14 @@ class SqliteStore:
         """Close the connection."""
         self._conn.close()
 
+    def unreachable(self, exc: BaseException) -> bool:
+        """The file cannot be opened, read or written, or stayed locked past the busy timeout."""
+        return isinstance(exc, sqlite3.OperationalError)
+
+
+_PG_WAIT_S = 5.0
+"""How long a ledger call waits for a PostgreSQL connection before it is LEDGER_UNAVAILABLE."""
+
 
 class _PgTx:
     def __init__(self, cur: Any) -> None:
@@ -222,7 +230,14 @@ class PostgresStore:
         from psycopg_pool import ConnectionPool  # noqa: PLC0415 - only PostgreSQL deployments need it
 
         self.workers = workers
-        self._pool = ConnectionPool(dsn, min_size=1, max_size=workers, open=True, kwargs={"autocommit": False})
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=workers,
+            open=True,
+            timeout=_PG_WAIT_S,
+            kwargs={"autocommit": False, "connect_timeout": 5},
+        )
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(727274)")  # one replica creates the schema at a time
             for statement in _SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
@@ -250,6 +265,13 @@ class PostgresStore:
     def close(self) -> None:
         """Close the pool."""
         self._pool.close()
+
+    def unreachable(self, exc: BaseException) -> bool:
+        """The server refuses or dropped the connection, or no connection came within the wait."""
+        import psycopg  # noqa: PLC0415
+        from psycopg_pool import PoolTimeout  # noqa: PLC0415
+
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout)
 
 
 def open_store(url: str) -> Store:
