@@ -20,7 +20,7 @@ once. Its rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -104,7 +104,7 @@ class Router:
         _, decision = await self.decide(gen)
         return decision, self.providers.is_simulated(decision.model.id)
 
-    async def run(self, gen: GenerationRequest) -> AsyncIterator[RunEvent]:
+    async def run(self, gen: GenerationRequest) -> AsyncGenerator[RunEvent, None]:
         """Generate: yield the decision, fallbacks, output, then one ``Completed`` to commit."""
         account, decision = await self.decide(gen)
         meter = self.billing.meter(account, decision, gen)

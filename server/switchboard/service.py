@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from collections.abc import AsyncIterator
 
@@ -75,15 +76,16 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         app.stream_started()
         try:
             gen = convert.generation_request(request, app.settings.limits, need_content=True)
-            async for event in app.router.run(gen):
-                if isinstance(event, Completed):
-                    reply = convert.completion_pb(event.outcome, event.request_id, event.credits_charged)
-                    await event.commit()
-                    if event.balance_remaining is not None:
-                        reply.completion.balance_remaining = event.balance_remaining
-                    yield reply
-                else:
-                    yield _frame(app, event)
+            async with contextlib.aclosing(app.router.run(gen)) as run:  # settles however this ends
+                async for event in run:
+                    if isinstance(event, Completed):
+                        reply = convert.completion_pb(event.outcome, event.request_id, event.credits_charged)
+                        await event.commit()
+                        if event.balance_remaining is not None:
+                            reply.completion.balance_remaining = event.balance_remaining
+                        yield reply
+                    else:
+                        yield _frame(app, event)
         finally:
             await app.stream_ended()
 
