@@ -109,9 +109,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     ca = _read(settings.tls_client_ca) if settings.tls_client_ca else None
+    key, cert = _read(settings.tls_key), _read(settings.tls_cert)
     check_tls_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca or "")
     return grpc.ssl_server_credentials(
-        [(_read(settings.tls_key), _read(settings.tls_cert))],
+        [(key, cert)],
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
