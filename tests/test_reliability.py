@@ -582,6 +582,16 @@ async def generate_status(stub: router_pb2_grpc.RouterServiceStub, request_id: s
     return await status_of(run())
 
 
+async def refused_while_down(
+    stub: router_pb2_grpc.RouterServiceStub, acc: accounts_pb2_grpc.AccountServiceStub, reason: str
+) -> None:
+    """Generate (several times) and GetAccount are UNAVAILABLE with ``reason``."""
+    for i in range(4):
+        assert await generate_status(stub, f"down-{i}") == ("UNAVAILABLE", reason)
+    got = await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30))
+    assert got == ("UNAVAILABLE", reason)
+
+
 class TestBackendOutages:
     """A backend that goes away is UNAVAILABLE with a reason, logged once, and recovers by itself."""
 
@@ -597,10 +607,7 @@ class TestBackendOutages:
         assert await generate_status(stub, "before") == ("OK", "")
         with capture_logs() as logs:
             backend.stop()
-            for i in range(4):
-                assert await generate_status(stub, f"down-{i}") == ("UNAVAILABLE", "LEDGER_UNAVAILABLE")
-            got = await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30))
-            assert got == ("UNAVAILABLE", "LEDGER_UNAVAILABLE")
+            await refused_while_down(stub, acc, "LEDGER_UNAVAILABLE")
             await asyncio.sleep(0.1)
             check = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
             assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -633,10 +640,7 @@ class TestBackendOutages:
         assert await generate_status(stub, "before") == ("OK", "")
         with capture_logs() as logs:
             backend.stop()
-            for i in range(4):
-                assert await generate_status(stub, f"down-{i}") == ("UNAVAILABLE", "LIMITER_UNAVAILABLE")
-            got = await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30))
-            assert got == ("UNAVAILABLE", "LIMITER_UNAVAILABLE")
+            await refused_while_down(stub, acc, "LIMITER_UNAVAILABLE")
             backend.start()
             deadline = time.monotonic() + 30
             while await generate_status(stub, f"after-{time.monotonic()}") != ("OK", ""):
