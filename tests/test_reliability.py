@@ -654,3 +654,24 @@ class TestBackendOutages:
         assert record is not None
         assert record.held == 0
         await channel.close()
+
+    @pytest.mark.parametrize("backend", ["redis"], indirect=True)
+    async def test_limiter_lost_mid_stream_does_not_fail_a_settled_stream(
+        self, start_server: ServerFactory, backend: Restartable
+    ) -> None:
+        """Redis stops while a stream runs: the stream completes and is charged once; its lease
+        lapses by itself instead of turning the finished stream into an error."""
+        slow = SimulationProfile(time_to_first_token_s=0.0, inter_token_s=0.02, tokens=60)
+        handle, stub = await start_server(limiter=backend.url, simulation=slow)
+        call = stub.Generate(gen("m", "r1", pinned_model_id="gpt-5.4-nano"), timeout=30)
+        assert (await call.read()).WhichOneof("event") == "decision"
+        backend.stop()
+        last = None
+        while (frame := await call.read()) is not grpc.aio.EOF:
+            last = frame
+        assert last is not None
+        assert last.WhichOneof("event") == "completion"
+        assert await call.code() is grpc.StatusCode.OK
+        record = await handle.app.ledger.get("m")
+        assert record is not None
+        assert (record.balance, record.held) == (500 - last.completion.credits_charged, 0)

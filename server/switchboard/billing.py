@@ -300,7 +300,10 @@ class Meter:
     async def _release_slot(self) -> None:
         if self._slot:
             self._slot = False
-            await self.billing.limiter.release(self.account.account_id, self.lease)
+            # An unreachable limiter (logged once per outage) must not turn a settled stream into an
+            # error: the lease lapses by itself after --lease.
+            with contextlib.suppress(BackendUnavailableError):
+                await self.billing.limiter.release(self.account.account_id, self.lease)
 
     async def _refresh(self) -> None:
         """Push the hold's and slot's expiry back; note which one is gone when one is."""
