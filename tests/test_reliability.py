@@ -675,3 +675,25 @@ class TestBackendOutages:
         record = await handle.app.ledger.get("m")
         assert record is not None
         assert (record.balance, record.held) == (500 - last.completion.credits_charged, 0)
+
+
+class TestWhatIsAnOutage:
+    """Only errors that mean the database cannot be reached count as an outage."""
+
+    def test_classification(self) -> None:
+        """Locks past the timeout and broken connections are outages; a deadlock or a missing
+        table is not (it stays a bug to see)."""
+        import sqlite3  # noqa: PLC0415
+
+        import psycopg  # noqa: PLC0415
+        from psycopg_pool import PoolTimeout  # noqa: PLC0415
+        from switchboard.stores import PostgresStore, SqliteStore  # noqa: PLC0415
+
+        assert SqliteStore.unreachable(sqlite3.OperationalError("database is locked"))
+        assert SqliteStore.unreachable(sqlite3.OperationalError("unable to open database file"))
+        assert not SqliteStore.unreachable(sqlite3.OperationalError("no such table: holds"))
+        assert PostgresStore.unreachable(psycopg.OperationalError("connection failed: Connection refused"))
+        assert PostgresStore.unreachable(PoolTimeout("couldn't get a connection after 5.00 sec"))
+        assert PostgresStore.unreachable(psycopg.errors.AdminShutdown("terminating connection"))
+        assert not PostgresStore.unreachable(psycopg.errors.DeadlockDetected("deadlock detected"))
+        assert not PostgresStore.unreachable(ValueError("bug"))

@@ -105,6 +105,8 @@ class _SqliteTx:
 
 
 _BUSY_TIMEOUT_S = 30.0
+_SQLITE_UNREACHABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
+"""SQLite errors that mean the database file cannot be used now (rather than a bug)."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -194,9 +196,11 @@ class SqliteStore:
         """Close the connection."""
         self._conn.close()
 
-    def unreachable(self, exc: BaseException) -> bool:
+    @staticmethod
+    def unreachable(exc: BaseException) -> bool:
         """The file cannot be opened, read or written, or stayed locked past the busy timeout."""
-        return isinstance(exc, sqlite3.OperationalError)
+        text = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and any(m in text for m in _SQLITE_UNREACHABLE)
 
 
 _PG_WAIT_S = 5.0
@@ -266,12 +270,18 @@ class PostgresStore:
         """Close the pool."""
         self._pool.close()
 
-    def unreachable(self, exc: BaseException) -> bool:
+    @staticmethod
+    def unreachable(exc: BaseException) -> bool:
         """The server refuses or dropped the connection, or no connection came within the wait."""
         import psycopg  # noqa: PLC0415
         from psycopg_pool import PoolTimeout  # noqa: PLC0415
 
-        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout)
+        if isinstance(exc, psycopg.InterfaceError | PoolTimeout):
+            return True
+        # Connection exceptions (08...) and server shutdown (57P...), or no SQLSTATE at all (the
+        # connection broke); a deadlock or serialization failure is not an outage.
+        state = getattr(exc, "sqlstate", None) or ""
+        return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
 
 
 def open_store(url: str) -> Store:
