@@ -12,7 +12,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -125,7 +125,7 @@ class Generator:
 
     async def run(
         self, decision: Decision, request: GenerationRequest, gate: AttemptGate | None = None
-    ) -> AsyncIterator[GenerationEvent]:
+    ) -> AsyncGenerator[GenerationEvent, None]:
         """Yield output events for ``request``, falling back along ``decision``'s chain."""
         chain = decision.chain if decision.mode is SelectionMode.AUTOMATIC else (decision.model,)
         for attempt, model in enumerate(chain, start=1):

@@ -20,6 +20,7 @@ once. Its rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -124,18 +125,19 @@ class Router:
         error: BaseException | None = None
         try:
             yield Started(decision, self.providers.is_simulated(decision.model.id))
-            async for event in self.generator.run(decision, gen, gate=meter):
-                if isinstance(event, Outcome):
-                    await meter.check()
-                    logs.bind(model=event.model.id, attempts=event.attempts)
-                    yield Completed(event, gen.request_id, meter)
-                    return
-                if isinstance(event, FallbackNotice):
-                    logs.bind(model=event.to_model.id, attempts=event.attempt)
-                else:
-                    await meter.check()
-                    meter.saw(event)
-                yield event
+            async with contextlib.aclosing(self.generator.run(decision, gen, gate=meter)) as events:
+                async for event in events:
+                    if isinstance(event, Outcome):
+                        await meter.check()
+                        logs.bind(model=event.model.id, attempts=event.attempts)
+                        yield Completed(event, gen.request_id, meter)
+                        return
+                    if isinstance(event, FallbackNotice):
+                        logs.bind(model=event.to_model.id, attempts=event.attempt)
+                    else:
+                        await meter.check()
+                        meter.saw(event)
+                    yield event
         except asyncio.CancelledError as exc:
             if meter.cut:
                 error = ShuttingDownError()
