@@ -234,6 +234,36 @@ class TestShutdownCut:
         assert (balance, held, total) == (500, 0, 500)
         assert EntryKind.CHARGE not in entries
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    async def test_sigterm_cuts_without_charge(self, tmp_path: Path, workers: str) -> None:
+        """SIGTERM to a real server (one worker, or a supervisor of two): a stream outliving the
+        1 s grace ends UNAVAILABLE SERVER_SHUTTING_DOWN, the process exits 0, nothing is charged."""
+        db = tmp_path / "term.db"
+        s = ServerProcess(
+            tmp_path, "term", "--workers", workers, "--grace", "1", "--ledger", f"sqlite:{db}",
+            "--auto-create-accounts", "--sim-ttft-ms", "0", "--sim-inter-token-ms", "50", "--sim-tokens", "2000",
+        )  # fmt: skip
+        channel = grpc.aio.insecure_channel(s.target)
+        try:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            call = stub.Generate(gen("t", "r1", pinned_model_id="gpt-5.4-nano"), timeout=60)
+            assert [(await call.read()).WhichOneof("event") for _ in range(2)] == ["decision", "delta"]
+            s.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            assert (err.value.code(), error_info(err.value).reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "SERVER_SHUTTING_DOWN",
+            )
+            assert s.proc.wait(timeout=30) == 0
+        finally:
+            await channel.close()
+            s.stop()
+        balance, held, total, entries = stored_account(db, "t")
+        assert (balance, held, total) == (500, 0, 500)
+        assert EntryKind.CHARGE not in entries
+
 
 class TestPausedReplica:
     """A replica paused past its holds' and slots' life does not finish its streams free, and the
