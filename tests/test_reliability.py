@@ -416,6 +416,53 @@ class TestWorkers:
 class TestOnePortOneServer:
     """Only a server's own workers share its port."""
 
+    def test_two_supervisors_started_at_once(self, tmp_path: Path) -> None:
+        """Two `serve --workers 2` on one free port, started together: one serves, the other exits
+        2 saying the address is in use."""
+        port = servers.free_port()
+        procs = [
+            subprocess.Popen(
+                [
+                    str(BIN),
+                    "serve",
+                    "--workers",
+                    "2",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--ledger",
+                    f"sqlite:{tmp_path / f's{i}.db'}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while all(p.poll() is None for p in procs):
+                assert time.monotonic() < deadline, "neither server exited"
+                time.sleep(0.1)
+            loser = next(p for p in procs if p.poll() is not None)
+            winner = next(p for p in procs if p is not loser)
+            assert loser.returncode == 2
+            assert loser.stderr is not None
+            assert "address is in use" in loser.stderr.read()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    assert serves(f"127.0.0.1:{port}")
+                    break
+                except grpc.RpcError:
+                    assert time.monotonic() < deadline, "the other server did not serve"
+                    time.sleep(0.2)
+            assert winner.poll() is None
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(timeout=30)
+
     @pytest.mark.parametrize("workers", ["1", "2"])
     def test_second_server_on_a_port_in_use_exits(self, tmp_path: Path, workers: str) -> None:
         """A second `switchboard serve` on the port of a running one exits non-zero saying the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 import structlog
@@ -384,6 +385,20 @@ def check_port_free(listen: str) -> None:
                 raise ConfigError(f"--listen {listen}: cannot bind ({exc.strerror})") from None
 
 
+def _lock_port(host: str, port: int) -> IO[bytes]:
+    """Hold an exclusive lock named after ``host:port`` for the supervisor's life, so a second
+    supervisor started at the same moment (before either has workers listening, which is what
+    ``check_port_free`` sees) is refused too."""
+    name = f"switchboard-{host.strip('[]') or 'any'}-{port}.lock".replace(":", "_").replace("/", "_")
+    handle = (Path(tempfile.gettempdir()) / name).open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"--listen {host}:{port}: the address is in use (another supervisor holds it)") from None
+    return handle
+
+
 CRASH_LOOP_DEATHS = 5
 """A worker dying this many times within ``CRASH_LOOP_WINDOW_S`` is a crash loop: the supervisor
 stops the others and exits 1 instead of restarting it again."""
@@ -410,6 +425,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
             s.bind((host.strip("[]") or "0.0.0.0", 0))
             port = s.getsockname()[1]
+    port_lock = _lock_port(host, port)  # two supervisors starting at once: only one gets the port
     check_port_free(f"{host}:{port}")
     base_id = settings.instance_id or f"{socket.gethostname()}:{port}"
     # The in-process limiter would give each worker a limit of its own.
@@ -498,6 +514,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                     children[i] = subprocess.Popen(command(i))
                     log.info("worker_restarted", worker=i, pid=children[i].pid)
             time.sleep(0.1)
+        port_lock.close()
         # A worker still starting when the signal came dies of it before its handler is set: clean too.
         clean = (0, -signal.SIGTERM, -signal.SIGINT)
         return 0 if stopping and not crash_loop and all(c.returncode in clean for c in children) else 1
