@@ -179,8 +179,8 @@ class TestCreditAwareSelection:
         channel, accounts = await admin(handle.port)
         await accounts.CreateAccount(accounts_pb2.CreateAccountRequest(account_id="p", plan_id="pro"), timeout=5)
         led = handle.app.ledger
-        await led.call(led.ledger.hold, "p", "spend", 4998, 10**15)
-        await led.call(led.ledger.settle, "p", "spend", 4998)
+        await led.hold("p", "spend", 4998, 10**15)
+        await led.settle("p", "spend", 4998)
         decision = (await stub.SelectModel(router_pb2.SelectModelRequest(request=gen("p")), timeout=5)).decision
         assert decision.model.tier == catalog_pb2.TIER_LITE
         assert decision.start_tier == catalog_pb2.TIER_STANDARD
@@ -210,7 +210,7 @@ class TestSettlement:
         led = handle.app.ledger
         await wait_until(lambda: handle.app.simulator.active_streams == 0)
         await eventually(lambda: no_slots(handle, "c1"))
-        record = await led.call(led.ledger.get, "c1")
+        record = await led.get("c1")
         assert record is not None
         assert (record.balance, record.held) == (500, 0)
 
@@ -227,17 +227,17 @@ class TestSettlement:
         led = handle.app.ledger
 
         async def settled() -> bool:
-            record = await led.call(led.ledger.get, "c2")
+            record = await led.get("c2")
             return record is not None and record.held == 0
 
         for _ in range(200):
             if await settled():
                 break
             await asyncio.sleep(0.01)
-        record = await led.call(led.ledger.get, "c2")
+        record = await led.get("c2")
         assert record is not None
         assert (record.balance, record.held) == (490, 0)
-        assert (await led.call(led.ledger.totals, "c2"))[0] == 490
+        assert (await led.totals("c2"))[0] == 490
 
     async def test_provider_failure_mid_stream_is_not_billed(self, start_server: ServerFactory) -> None:
         """STREAM_INTERRUPTED releases the hold."""
@@ -247,7 +247,7 @@ class TestSettlement:
             await run(stub, gen("c3", "r1"))
         assert error_info(err.value).reason == "STREAM_INTERRUPTED"
         led = handle.app.ledger
-        record = await led.call(led.ledger.get, "c3")
+        record = await led.get("c3")
         assert record is not None
         assert (record.balance, record.held) == (500, 0)
 
@@ -323,7 +323,7 @@ class TestConcurrency:
         got = (await accounts.GetAccount(accounts_pb2.GetAccountRequest(account_id="x"), timeout=5)).account
         assert (got.balance, got.held_credits) == (0, 0)
         led = handle.app.ledger
-        assert (await led.call(led.ledger.totals, "x"))[0] == 0
+        assert (await led.totals("x"))[0] == 0
         await channel.close()
 
 

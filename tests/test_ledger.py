@@ -181,8 +181,8 @@ class TestHolds:
         record = ledger.get("a")
         assert record is not None
         assert (record.balance, record.held) == (480, 20)
-        assert ledger.refresh_hold("a", "live", now_ms + 120_000)
-        assert not ledger.refresh_hold("a", "old", now_ms + 120_000)
+        assert ledger.refresh_hold("a", "live", now_ms + 120_000) == (True, True)
+        assert ledger.refresh_hold("a", "old", now_ms + 120_000) == (False, True)
         assert_consistent(ledger, "a")
 
 

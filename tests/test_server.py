@@ -230,7 +230,7 @@ class TestGracefulShutdown:
 
         async def release() -> None:
             # Runs after every stream ended and settled, while the ledger is still open.
-            record = await handle.app.ledger.call(handle.app.ledger.ledger.get, "acct-1")
+            record = await handle.app.ledger.get("acct-1")
             assert record is not None
             seen.append((sim.active_streams, record.held))
 
@@ -269,7 +269,7 @@ class TestGracefulShutdown:
         seen: list[int] = []
 
         async def check_held() -> None:
-            record = await handle.app.ledger.call(handle.app.ledger.ledger.get, "acct-1")
+            record = await handle.app.ledger.get("acct-1")
             assert record is not None
             seen.append(record.held)
 

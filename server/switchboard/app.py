@@ -21,6 +21,7 @@ from switchboard.limiter import LedgerSlots, MemoryLimiter, RedisLimiter, SlotLi
 from switchboard.providers import ProviderRegistry, real_adapters
 from switchboard.providers.http import Endpoint
 from switchboard.providers.simulated import SimulatedProvider
+from switchboard.router import Router
 from switchboard.selection import Selector
 from switchboard.settings import Settings, endpoints_for, read_keys_file
 from switchboard.sharedhealth import LedgerHealthStore, RedisHealthStore, SharedHealth
@@ -46,6 +47,7 @@ class App:
     billing: Billing
     health: ModelHealth
     messages: Messages
+    router: Router
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
     tracing: Tracing | None = None  # OpenTelemetry export, when --otlp-endpoint is set
     # Run on shutdown after the last stream ended and settled, before the ledger and limiter close
@@ -179,19 +181,23 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         auto_create_accounts=settings.auto_create_accounts,
     )
     accounts = LedgerAccounts(ledger, catalog, settings.auto_create_accounts, settings.balance_cache_s)
+    selector = Selector(catalog)
+    generator = Generator(providers, observer=health, tracer=tracing.tracer if tracing else None)
+    billing = Billing(ledger, limiter, billing_settings, accounts)
     app = App(
         settings=settings,
         catalog=catalog,
-        selector=Selector(catalog),
+        selector=selector,
         providers=providers,
         simulator=simulator,
-        generator=Generator(providers, observer=health, tracer=tracing.tracer if tracing else None),
+        generator=generator,
         ledger=ledger,
         limiter=limiter,
         accounts=accounts,
-        billing=Billing(ledger, limiter, billing_settings, accounts),
+        billing=billing,
         health=health,
         messages=Messages(catalog.models),
+        router=Router(accounts, selector, health, billing, generator, providers),
         keys=keys,
         tracing=tracing,
     )
@@ -200,5 +206,6 @@ def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None
         # Streams still running on the replaced app settle through its meters: shutdown waits for
         # them too.
         app.billing.closing = reuse.billing.closing
-        ledger.ledger.plans = catalog.plans
+        app.billing.running = reuse.billing.running
+        ledger.use_plans(catalog.plans)
     return app

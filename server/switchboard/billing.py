@@ -8,7 +8,12 @@ provider call, keeps both alive while the stream runs, and settles exactly once:
 - the provider failed after output (STREAM_INTERRUPTED): release the hold — a broken answer is
   not billed;
 - the caller cancelled, or its deadline passed, after output: charge what was delivered (the
-  per-request price plus the tokens streamed), capped by the hold.
+  per-request price plus the tokens streamed), capped by the hold;
+- the completion was reported but the run ended before ``complete`` charged it: release;
+- the server cut the stream at shutdown, or its hold or slot was found lost: release.
+
+Before output goes out the stream checks its hold and slot are still its own (``check``): free
+while the keep-alive is on time, one ledger round trip after a pause longer than half their life.
 
 If the process dies, the hold expires and the sweeper releases it, and a Redis lease expires.
 """
@@ -20,21 +25,24 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from switchboard.errors import ExhaustedError, NotFoundError, StreamInterruptedError
-from switchboard.ledger import AsyncLedger
-from switchboard.limiter import LedgerSlots, SlotLimiter
+from switchboard.errors import BackendUnavailableError, ExhaustedError, HoldLostError, NotFoundError, ShuttingDownError
+from switchboard.ledger import AsyncLedger, SlotClaim
+from switchboard.limiter import SlotLimiter
 from switchboard.selection import Selector
 from switchboard.types import (
     AccountState,
     Artifact,
     Catalog,
+    Citation,
     Decision,
     GenerationRequest,
     Model,
     ProviderEvent,
+    ReasoningChunk,
     TextChunk,
     ToolCallEvent,
 )
@@ -50,6 +58,12 @@ class BillingSettings:
     keepalive_s: float = 10.0
     auto_create_accounts: bool = False
     lease_s: float = 30.0
+
+    @property
+    def stale_s(self) -> float:
+        """How long since the last confirmed refresh a stream trusts its hold and slot without
+        asking the ledger: half the shorter of their lives."""
+        return min(self.hold_ttl_s, self.lease_s) / 2
 
 
 class LedgerAccounts:
@@ -74,11 +88,10 @@ class LedgerAccounts:
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
-        led = self.ledger.ledger
         if self.auto_create:
-            record = await self.ledger.call(led.ensure_account, account_id, self.catalog.default_plan_id)
+            record = await self.ledger.ensure_account(account_id, self.catalog.default_plan_id)
         else:
-            found = await self.ledger.call(led.get, account_id)
+            found = await self.ledger.get(account_id)
             if found is None:
                 raise NotFoundError(
                     "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
@@ -98,7 +111,7 @@ class LedgerAccounts:
 
 
 class Billing:
-    """Makes a Meter per Generate call."""
+    """Makes a Meter per Generate call, and knows the meters running now."""
 
     def __init__(
         self, ledger: AsyncLedger, limiter: SlotLimiter, settings: BillingSettings, accounts: LedgerAccounts
@@ -108,11 +121,20 @@ class Billing:
         self.settings = settings
         self.accounts = accounts
         self.closing: set[asyncio.Future[None]] = set()
+        self.running: dict[asyncio.Task[Any], Meter] = {}
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait (at most ``timeout_s``) for meters still settling, e.g. of streams just cancelled."""
         if self.closing:
             await asyncio.wait(set(self.closing), timeout=timeout_s)
+
+    def cut(self) -> int:
+        """The server cuts every running stream (end of the shutdown grace): each ends with
+        SERVER_SHUTTING_DOWN and is not charged. Returns how many."""
+        for task, meter in list(self.running.items()):
+            meter.cut = True
+            task.cancel()
+        return len(self.running)
 
     def meter(self, account: AccountState, decision: Decision, request: GenerationRequest) -> Meter:
         """A meter for one call."""
@@ -136,28 +158,37 @@ class Meter:
         self.delivered_tokens = 0
         self.delivered = False
         self.settled = False
+        self.completing = False
+        """Set once the completion is reported: from then on, only ``complete`` charges."""
+        self.cut = False
+        """Set when the server cuts the stream at shutdown: nothing is charged."""
         self.balance: int | None = None
         self.charged = 0
         self._slot = False
+        self._claim: SlotClaim | None = None
+        self._confirmed = 0.0
+        self._lost = ""
         self._keepalive: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Take a slot (CONCURRENCY_LIMIT) and hold the estimate (INSUFFICIENT_CREDITS,
-        DUPLICATE_REQUEST); nothing is held when either fails. With the ledger's own slots both
-        happen in one transaction."""
+        DUPLICATE_REQUEST); nothing is held when either fails. A limiter whose slots live in the
+        ledger gives a claim that the hold takes in the same transaction."""
         b = self.billing
         acct = self.account
         limit = acct.plan.max_concurrent_requests
-        slots = b.limiter if isinstance(b.limiter, LedgerSlots) else None
+        self._claim = b.limiter.claim(self.lease, limit)
         try:
-            if slots is None and not await b.limiter.acquire(acct.account_id, self.lease, limit):
+            if self._claim is None and not await b.limiter.acquire(acct.account_id, self.lease, limit):
                 raise ExhaustedError("CONCURRENCY_LIMIT", "", {})
             self._slot = True
+            started = time.monotonic()
             try:
-                claim = slots.claim(self.lease, limit) if slots is not None else None
-                record = await b.ledger.hold(acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim)
+                record = await b.ledger.hold(
+                    acct.account_id, self.request.request_id, self.held, b.expiry_ms(), self._claim
+                )
             except BaseException:
-                if slots is None:
+                if self._claim is None:
                     await self._release_slot()
                 self._slot = False
                 raise
@@ -169,6 +200,7 @@ class Meter:
                 f"the {acct.plan.id} plan allows {limit} concurrent requests; wait for one to finish",
                 {"limit": str(limit), "plan_id": acct.plan.id},
             ) from None
+        self._confirmed = started
         b.accounts.remember(acct.account_id, record.plan_id, record.balance)
         self._keepalive = asyncio.create_task(self._keep_alive())
 
@@ -176,24 +208,44 @@ class Meter:
         """Before an attempt on ``model``: grow the hold if the model costs more (a fallback)."""
         cost = Selector.estimate(model, self.request.selection)
         if cost > self.held:
-            led = self.billing.ledger.ledger
-            await self.billing.ledger.call(
-                led.extend_hold, self.account.account_id, self.request.request_id, cost - self.held
-            )
+            await self.billing.ledger.extend_hold(self.account.account_id, self.request.request_id, cost - self.held)
             self.held = cost
         self.model = model
 
+    async def check(self) -> None:
+        """Before output goes out: the hold and slot are still ours, or HOLD_LOST. Free while the
+        keep-alive is on time; after a pause longer than half a hold's or lease's life (the
+        process was stopped, the loop stalled), confirm with the ledger first."""
+        if not self._lost and time.monotonic() - self._confirmed > self.billing.settings.stale_s:
+            await self._refresh()
+        if self._lost:
+            raise HoldLostError(
+                "HOLD_LOST",
+                f"this stream's {self._lost} expired while the server was paused; it was released and nothing is"
+                " charged",
+                {"request_id": self.request.request_id, "lost": self._lost},
+            )
+
+    def charge_for(self, credits: int) -> int:
+        """What completing with ``credits`` will charge: never more than held."""
+        self.completing = True
+        return max(0, min(credits, self.held))
+
     def saw(self, event: ProviderEvent) -> None:
         """Count output as it is sent to the caller."""
-        if isinstance(event, TextChunk):
+        if isinstance(event, TextChunk | ReasoningChunk):  # reasoning is output the provider bills
             self.delivered_tokens += 1
             self.delivered = True
-        elif isinstance(event, Artifact | ToolCallEvent):
+        elif isinstance(event, Artifact | ToolCallEvent | Citation):
             self.delivered = True
 
     async def complete(self, credits: int) -> None:
-        """Charge a completed generation's actual cost."""
+        """Charge a completed generation's actual cost (HOLD_LOST when the hold is gone)."""
+        await self.check()
         await self._settle(credits, "completed")
+        if self.charged < min(credits, self.held):
+            self._lost = "credit hold"
+            await self.check()
 
     async def close(self, error: BaseException | None) -> None:
         """Settle if not yet settled (by the rules above) and return the slot. Runs to the end even
@@ -211,18 +263,30 @@ class Meter:
                 await self._keepalive
         try:
             if not self.settled:
-                went_away = isinstance(error, asyncio.CancelledError | GeneratorExit)
-                if self.delivered and went_away and not isinstance(error, StreamInterruptedError):
-                    price = self.model.price
-                    partial = price.cost(self.request.selection.input_tokens, self.delivered_tokens)
-                    await self._settle(partial, "caller left after partial output")
-                else:
-                    await self._settle(0, "no output delivered" if not self.delivered else "provider failed mid-stream")
+                await self._settle(*self._settlement(error))
         finally:
             await self._release_slot()
 
+    def _settlement(self, error: BaseException | None) -> tuple[int, str]:
+        """What an unsettled stream that ended with ``error`` is charged, and why."""
+        if self.cut or isinstance(error, ShuttingDownError):
+            return 0, "cut by the server at shutdown"
+        if self.completing:
+            return 0, "completion not delivered"
+        if isinstance(error, HoldLostError):
+            return 0, "hold lost"
+        if not self.delivered:
+            return 0, "no output delivered"
+        went_away = isinstance(error, asyncio.CancelledError | GeneratorExit)
+        if went_away:
+            price = self.model.price
+            return price.cost(self.request.selection.input_tokens, self.delivered_tokens), (
+                "caller left after partial output"
+            )
+        return 0, "provider failed mid-stream"
+
     async def _settle(self, credits: int, note: str) -> None:
-        lease = self.lease if self._slot and isinstance(self.billing.limiter, LedgerSlots) else ""
+        lease = self.lease if self._slot and self._claim is not None else ""
         result = await self.billing.ledger.settle(
             self.account.account_id, self.request.request_id, credits, note, lease
         )
@@ -238,20 +302,34 @@ class Meter:
     async def _release_slot(self) -> None:
         if self._slot:
             self._slot = False
-            await self.billing.limiter.release(self.account.account_id, self.lease)
+            # An unreachable limiter (logged once per outage) must not turn a settled stream into an
+            # error: the lease lapses by itself after --lease.
+            with contextlib.suppress(BackendUnavailableError):
+                await self.billing.limiter.release(self.account.account_id, self.lease)
+
+    async def _refresh(self) -> None:
+        """Push the hold's and slot's expiry back; note which one is gone when one is."""
+        b = self.billing
+        acct, req = self.account.account_id, self.request.request_id
+        started = time.monotonic()
+        claim = b.limiter.claim(self.lease, 0) if self._claim is not None else None
+        hold_alive, slot_alive = await b.ledger.refresh_hold(acct, req, b.expiry_ms(), claim)
+        if claim is None:
+            slot_alive = await b.limiter.refresh(acct, self.lease)
+        if not hold_alive:
+            self._lost = "credit hold"
+        elif not slot_alive:
+            self._lost = "concurrency slot"
+        else:
+            self._confirmed = started
 
     async def _keep_alive(self) -> None:
-        b = self.billing
-        led = b.ledger.ledger
-        slots = b.limiter if isinstance(b.limiter, LedgerSlots) else None
-        acct, req = self.account.account_id, self.request.request_id
-        while True:
-            await asyncio.sleep(b.settings.keepalive_s)
+        while not self._lost:
+            await asyncio.sleep(self.billing.settings.keepalive_s)
             try:
-                claim = slots.claim(self.lease, 0) if slots is not None else None
-                await b.ledger.call(led.refresh_hold, acct, req, b.expiry_ms(), claim)
-                if slots is None:
-                    await b.limiter.refresh(acct, self.lease)
+                await self._refresh()
+            except BackendUnavailableError:  # the outage is logged once where it is noticed
+                pass
             except Exception:  # a failed refresh is retried next round; the hold's expiry is the backstop
                 log.exception("keepalive_failed", request_id=self.request.request_id)
 
@@ -260,9 +338,11 @@ async def sweep_forever(ledger: AsyncLedger, interval_s: float) -> None:
     """Release expired holds every ``interval_s`` seconds until cancelled."""
     while True:
         try:
-            released = await ledger.call(ledger.ledger.sweep)
+            released = await ledger.sweep()
             if released:
                 log.info("holds_expired", released=released)
+        except BackendUnavailableError:  # logged once per outage; the next round finds out if it ended
+            pass
         except Exception:  # the sweep is retried next round
             log.exception("sweep_failed")
         await asyncio.sleep(interval_s)

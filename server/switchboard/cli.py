@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return supervise(settings, list(argv if argv is not None else sys.argv[1:])[1:])
             asyncio.run(run_server(settings))
         except ConfigError as exc:
-            print(f"switchboard: bad config: {exc}", file=sys.stderr)
+            print(f"switchboard: cannot start: {exc}", file=sys.stderr)
             return 2
         return 0
     return asyncio.run(_client(args))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from switchboard.errors import InvalidRequestError
+from switchboard.generation import Outcome
+from switchboard.ledger import MAX_CREDITS
 from switchboard.selection import derive_requirements
 from switchboard.types import (
     Artifact,
@@ -59,6 +61,13 @@ def _required(field: str, what: str = "is required") -> InvalidRequestError:
 
 def _invalid(field: str, problem: str) -> InvalidRequestError:
     return InvalidRequestError("INVALID_FIELD", f"{field}: {problem}", {"field": field})
+
+
+def credits(value: int, field: str, *, minimum: int) -> int:
+    """A money field within ``minimum``..``MAX_CREDITS`` (10^12), or INVALID_FIELD naming it."""
+    if not minimum <= value <= MAX_CREDITS:
+        raise _invalid(field, f"must be between {minimum} and {MAX_CREDITS}")
+    return value
 
 
 def enum_value(cls: type[_E], value: int, field: str, *, required: bool) -> _E | None:
@@ -162,8 +171,8 @@ def generation_request(
         raise _invalid(f"{f}attachments", f"more than {limits.max_attachments} attachments")
 
     options = _options(pb.options, limits, f"{f}options") if pb.HasField("options") else _NO_OPTIONS
-    if pb.HasField("max_credits") and pb.max_credits < 0:
-        raise _invalid(f"{f}max_credits", "cannot be negative")
+    if pb.HasField("max_credits"):
+        credits(pb.max_credits, f"{f}max_credits", minimum=0)
     requirements = derive_requirements(
         modality,
         caps,
@@ -193,6 +202,43 @@ def generation_request(
     )
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply a caller's JSON (a schema) may nest; deeper is INVALID_FIELD, before any parsing."""
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s arrays and objects nest (brackets inside strings do not count).
+    Linear, with no recursion, so any input is safe to measure."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json(text: str, field: str) -> object:
+    """Parse a caller's JSON, bounded in depth; INVALID_FIELD naming ``field`` when it does not parse."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise _invalid(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _invalid(field, f"not valid JSON ({getattr(exc, 'msg', 'too deep')})") from None
+
+
 def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> GenerationOptions:
     schema = ""
     if pb.HasField("structured_output"):
@@ -200,10 +246,7 @@ def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> Ge
         where = f"{field}.structured_output.json_schema"
         if not schema.strip():
             raise _required(where)
-        try:
-            parsed = json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise _invalid(where, f"not valid JSON ({exc.msg})") from None
+        parsed = _json(schema, where)
         if not isinstance(parsed, dict):
             raise _invalid(where, "must be a JSON object")
     if len(pb.tools) > limits.max_tools:
@@ -218,10 +261,7 @@ def _options(pb: router_pb2.GenerationOptions, limits: Limits, field: str) -> Ge
             raise _invalid(f"{where}.name", f"duplicate tool name {t.name!r}")
         names.add(t.name)
         if t.parameters_json_schema:
-            try:
-                json.loads(t.parameters_json_schema)
-            except json.JSONDecodeError as exc:
-                raise _invalid(f"{where}.parameters_json_schema", f"not valid JSON ({exc.msg})") from None
+            _json(t.parameters_json_schema, f"{where}.parameters_json_schema")
         tools.append(ToolSpec(t.name, t.description, t.parameters_json_schema))
     if pb.language and not _LANGUAGE.match(pb.language):
         raise _invalid(f"{field}.language", f"{pb.language[:50]!r} is not a BCP-47 language code")
@@ -323,6 +363,22 @@ class Messages:
             simulated=simulated,
             plan_id=decision.plan_id,
         )
+
+
+def completion_pb(outcome: Outcome, request_id: str, credits_charged: int) -> router_pb2.GenerateResponse:
+    """The completion frame of a finished generation (``balance_remaining`` is set after the charge)."""
+    usage = outcome.usage
+    return router_pb2.GenerateResponse(
+        completion=router_pb2.Completion(
+            model_id=outcome.model.id,
+            finish_reason=int(outcome.finish_reason),
+            usage=router_pb2.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            credits_charged=credits_charged,
+            attempts=outcome.attempts,
+            simulated=outcome.simulated,
+            request_id=request_id,
+        )
+    )
 
 
 def artifact_pb(artifact: Artifact) -> router_pb2.MediaArtifact:

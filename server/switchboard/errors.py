@@ -75,6 +75,33 @@ class StreamInterruptedError(SwitchboardError):
     code = "UNAVAILABLE"
 
 
+class ShuttingDownError(SwitchboardError):
+    """Raised into a stream the server cuts at the end of its shutdown grace: the cancellation is
+    the server's, not the caller's, so nothing is charged."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "SERVER_SHUTTING_DOWN", "the server is shutting down and cut this stream; nothing was charged", {}
+        )
+
+
+class HoldLostError(SwitchboardError):
+    """Raised when a running stream finds its credit hold or concurrency slot gone (swept by
+    another replica while this process was paused past the hold's or lease's life): the stream
+    ends rather than finish free or run over the limit; nothing is charged."""
+
+    code = "UNAVAILABLE"
+
+
+class BackendUnavailableError(SwitchboardError):
+    """Raised when the ledger's database or the limiter's Redis cannot be reached
+    (``LEDGER_UNAVAILABLE``, ``LIMITER_UNAVAILABLE``); the caller may retry."""
+
+    code = "UNAVAILABLE"
+
+
 class ConfigError(Exception):
     """Raised at start-up (or reload) when the config file is missing, malformed or inconsistent.
     The message names the file and the problem."""

@@ -12,7 +12,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -127,7 +127,7 @@ class Generator:
 
     async def run(
         self, decision: Decision, request: GenerationRequest, gate: AttemptGate | None = None
-    ) -> AsyncIterator[GenerationEvent]:
+    ) -> AsyncGenerator[GenerationEvent, None]:
         """Yield output events for ``request``, falling back along ``decision``'s chain."""
         chain = decision.chain if decision.mode is SelectionMode.AUTOMATIC else (decision.model,)
         for attempt, model in enumerate(chain, start=1):
@@ -161,6 +161,7 @@ class Generator:
                     if not emitted:
                         span.add_event("first_output")
                     if isinstance(event, Finished):
+                        _check_usage(event.usage)
                         self.observer.record_success(model.id)
                         yield Outcome(
                             model=model,
@@ -196,6 +197,17 @@ class Generator:
                 f"{model.id} ended its stream without finishing",
                 {"model_id": model.id, "attempts": str(attempt)},
             )
+
+
+MAX_TOKENS = 2**40
+"""The most tokens a provider may report for one call; more is a malformed response."""
+
+
+def _check_usage(usage: Usage) -> None:
+    """A provider's reported usage is a sane token count, or PROVIDER_BAD_RESPONSE (never priced)."""
+    for tokens in (usage.input_tokens, usage.output_tokens):
+        if not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+            raise ProviderError("PROVIDER_BAD_RESPONSE", f"the provider reported {tokens!r} tokens", retryable=True)
 
 
 async def _within(span: trace.Span, stream: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:

@@ -23,18 +23,31 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from switchboard.errors import ExhaustedError, NotFoundError, PreconditionError, SwitchboardError
+from switchboard.errors import (
+    ExhaustedError,
+    InvalidRequestError,
+    NotFoundError,
+    PreconditionError,
+    SwitchboardError,
+)
+from switchboard.outage import Outage
 from switchboard.types import Plan
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+MAX_CREDITS = 10**12
+"""The most credits one amount may carry: a grant, a cost cap, a hold. Far below 2^63, so sums of
+many amounts stay exact 64-bit integers on every backend."""
+MAX_TOPUP_BALANCE = 10**15
+"""The most purchased credits an account may hold; a grant that would pass it is refused."""
 
 
 class EntryKind(enum.IntEnum):
@@ -160,6 +173,10 @@ class Store(Protocol):
         """Release connections."""
         ...
 
+    def unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database cannot be reached (rather than a bug)."""
+        ...
+
 
 def _insufficient(balance: int, credits: int) -> ExhaustedError:
     return ExhaustedError(
@@ -167,6 +184,14 @@ def _insufficient(balance: int, credits: int) -> ExhaustedError:
         f"the balance of {balance} credits does not cover {credits} credits",
         {"balance": str(balance), "cheapest_price": str(credits)},
     )
+
+
+def _check_amount(credits: int) -> None:
+    """Every amount the ledger moves is an exact int within bounds (never a float, never near 2^63)."""
+    if not isinstance(credits, int) or not 0 <= credits <= MAX_CREDITS:
+        raise InvalidRequestError(
+            "INVALID_FIELD", f"credits: {credits!r} is outside 0..{MAX_CREDITS}", {"field": "credits"}
+        )
 
 
 def month_bounds(when: datetime) -> tuple[int, int]:
@@ -194,6 +219,31 @@ class Ledger:
         self.store = store
         self.plans = plans
         self.clock = clock
+        self.owner = ""
+        """This process's instance id, stored with every hold and slot it takes ("" for none)."""
+        self.incarnation = 0
+
+    def begin_incarnation(self, instance_id: str) -> tuple[int, int]:
+        """Start a new incarnation of ``instance_id``: count it, then release every hold and slot
+        an earlier incarnation of the same instance left (it crashed, or was killed), at once
+        rather than at their expiry. Other instances' holds are not touched. Returns the
+        incarnation number and how many holds were released."""
+        with self.store.transaction() as tx:
+            rows = tx.all(
+                "INSERT INTO instances (instance_id, incarnation) VALUES (%s, 1) ON CONFLICT (instance_id)"
+                " DO UPDATE SET incarnation = instances.incarnation + 1 RETURNING incarnation",
+                (instance_id,),
+            )
+            incarnation = int(rows[0][0])
+            tx.run("DELETE FROM slots WHERE owner = %s AND incarnation < %s", (instance_id, incarnation))
+            left = tx.all(
+                "SELECT account_id, request_id FROM holds WHERE owner = %s AND incarnation < %s AND state = %s",
+                (instance_id, incarnation, HoldState.HELD),
+            )
+        self.owner, self.incarnation = instance_id, incarnation
+        note = f"released: {instance_id} restarted (incarnation {incarnation})"
+        released = sum(self.settle(account_id, request_id, 0, note=note).closed for account_id, request_id in left)
+        return incarnation, released
 
     # ------------------------------------------------------------------ accounts
 
@@ -254,8 +304,10 @@ class Ledger:
 
     def top_up(self, account_id: str, credits: int, key: str, note: str = "") -> tuple[AccountRecord, bool]:
         """Add purchased credits once per ``key``; returns the account and whether it applied."""
-        if credits <= 0:
-            raise PreconditionError("INVALID_CREDITS", "credits must be positive", {"credits": str(credits)})
+        if not isinstance(credits, int) or not 0 < credits <= MAX_CREDITS:
+            raise InvalidRequestError(
+                "INVALID_FIELD", f"credits: must be between 1 and {MAX_CREDITS}", {"field": "credits"}
+            )
         full_key = f"topup:{account_id}:{key}"
         with self.store.transaction() as tx:
             record = self._rollover(tx, self._require(tx, account_id))
@@ -268,6 +320,12 @@ class Ledger:
                         {"idempotency_key": key, "credits": str(previous[0])},
                     )
                 return self._with_held(tx, record), False
+            if record.topup + credits > MAX_TOPUP_BALANCE:
+                raise PreconditionError(
+                    "BALANCE_LIMIT_EXCEEDED",
+                    f"the top-up balance would pass {MAX_TOPUP_BALANCE} credits",
+                    {"topup_credits": str(record.topup), "limit": str(MAX_TOPUP_BALANCE)},
+                )
             self._journal(tx, account_id, EntryKind.TOP_UP, 0, credits, key=full_key, note=note)
             tx.run("UPDATE accounts SET topup = topup + %s WHERE account_id = %s", (credits, account_id))
             return self._with_held(tx, self._require(tx, account_id)), True
@@ -306,6 +364,7 @@ class Ledger:
     def _hold(
         self, tx: Tx, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None
     ) -> AccountRecord:
+        _check_amount(credits)
         record = self._rollover(tx, self._require(tx, account_id))
         if slot is not None:
             self._take_slot(tx, account_id, slot)
@@ -321,8 +380,18 @@ class Ledger:
         from_topup = credits - from_allowance
         tx.run(
             "INSERT INTO holds (account_id, request_id, allowance_part, topup_part, period_start, expires_ms,"
-            " state) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (account_id, request_id, from_allowance, from_topup, record.period_start, expires_ms, HoldState.HELD),
+            " state, owner, incarnation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                account_id,
+                request_id,
+                from_allowance,
+                from_topup,
+                record.period_start,
+                expires_ms,
+                HoldState.HELD,
+                self.owner,
+                self.incarnation,
+            ),
         )
         self._move(
             tx,
@@ -338,6 +407,7 @@ class Ledger:
     def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
         """Grow an open hold by ``credits`` (a fallback model that costs more), or raise
         INSUFFICIENT_CREDITS."""
+        _check_amount(credits)
         with self.store.transaction() as tx:
             record = self._rollover(tx, self._require(tx, account_id))
             hold = self._open_hold(tx, account_id, request_id)
@@ -362,19 +432,30 @@ class Ledger:
             key = f"hold:{account_id}:{request_id}:+{n[0] if n else 0}"
             self._move(tx, account_id, EntryKind.HOLD, -a, -t, request_id, key)
 
-    def refresh_hold(self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None) -> bool:
-        """Push back an open hold's expiry (and its slot's); False when it is no longer open."""
+    def refresh_hold(
+        self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None
+    ) -> tuple[bool, bool]:
+        """Push back an open hold's expiry (and its slot's). Returns whether the hold is still
+        open and whether the slot is still taken (True when no slot is named)."""
         with self.store.transaction() as tx:
             changed = tx.run(
                 "UPDATE holds SET expires_ms = %s WHERE account_id = %s AND request_id = %s AND state = %s",
                 (expires_ms, account_id, request_id, HoldState.HELD),
             )
-            if slot is not None:
-                tx.run(
-                    "UPDATE slots SET expires_ms = %s WHERE account_id = %s AND lease = %s",
-                    (slot.expires_ms, account_id, slot.lease),
-                )
-            return changed > 0
+            slot_alive = slot is None or self._refresh_slot(tx, account_id, slot)
+            return changed > 0, slot_alive
+
+    def refresh_slot(self, account_id: str, slot: SlotClaim) -> bool:
+        """Push back a slot's expiry; False when it is no longer taken."""
+        with self.store.transaction() as tx:
+            return self._refresh_slot(tx, account_id, slot)
+
+    def _refresh_slot(self, tx: Tx, account_id: str, slot: SlotClaim) -> bool:
+        changed = tx.run(
+            "UPDATE slots SET expires_ms = %s WHERE account_id = %s AND lease = %s",
+            (slot.expires_ms, account_id, slot.lease),
+        )
+        return changed > 0
 
     # --------------------------------------------------------------------- slots
 
@@ -407,8 +488,8 @@ class Ledger:
                     {"limit": str(slot.limit)},
                 )
         tx.run(
-            "INSERT INTO slots (account_id, lease, expires_ms) VALUES (%s, %s, %s)",
-            (account_id, slot.lease, slot.expires_ms),
+            "INSERT INTO slots (account_id, lease, expires_ms, owner, incarnation) VALUES (%s, %s, %s, %s, %s)",
+            (account_id, slot.lease, slot.expires_ms, self.owner, self.incarnation),
         )
 
     def settle(self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = "") -> Settlement:
@@ -709,6 +790,7 @@ class AsyncLedger:
         self._grouped = ledger.store.workers == 1
         self._holds: _Group[AccountRecord] = _Group(self._pool, ledger.hold_many)
         self._settles: _Group[Settlement] = _Group(self._pool, ledger.settle_many)
+        self.outage = Outage("ledger", "LEDGER_UNAVAILABLE")
 
     @property
     def hold_transactions(self) -> int:
@@ -716,8 +798,91 @@ class AsyncLedger:
         return self._holds.transactions
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` (a Ledger method) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
+        """Run ``fn(*args)`` (a Ledger method) off the event loop; LEDGER_UNAVAILABLE when the
+        database cannot be reached."""
+        return await self._reach(asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args)))
+
+    async def _reach(self, work: Awaitable[T]) -> T:
+        """Await ``work`` and keep ``outage`` up to date: a domain error means the database answered."""
+        try:
+            result = await work
+        except SwitchboardError:
+            self.outage.succeeded()
+            raise
+        except Exception as exc:
+            if self.ledger.store.unreachable(exc):
+                raise self.outage.failed(exc) from None
+            raise
+        self.outage.succeeded()
+        return result
+
+    # The typed face of every Ledger operation: one hop to a ledger thread each.
+
+    async def create_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.create_account``."""
+        return await self.call(self.ledger.create_account, account_id, plan_id)
+
+    async def ensure_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.ensure_account``."""
+        return await self.call(self.ledger.ensure_account, account_id, plan_id)
+
+    async def get(self, account_id: str) -> AccountRecord | None:
+        """``Ledger.get``."""
+        return await self.call(self.ledger.get, account_id)
+
+    async def set_plan(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.set_plan``."""
+        return await self.call(self.ledger.set_plan, account_id, plan_id)
+
+    async def top_up(self, account_id: str, credits: int, key: str, note: str = "") -> tuple[AccountRecord, bool]:
+        """``Ledger.top_up``."""
+        return await self.call(self.ledger.top_up, account_id, credits, key, note)
+
+    async def extend_hold(self, account_id: str, request_id: str, credits: int) -> None:
+        """``Ledger.extend_hold``."""
+        await self.call(self.ledger.extend_hold, account_id, request_id, credits)
+
+    async def refresh_hold(
+        self, account_id: str, request_id: str, expires_ms: int, slot: SlotClaim | None = None
+    ) -> tuple[bool, bool]:
+        """``Ledger.refresh_hold``."""
+        return await self.call(self.ledger.refresh_hold, account_id, request_id, expires_ms, slot)
+
+    async def refresh_slot(self, account_id: str, slot: SlotClaim) -> bool:
+        """``Ledger.refresh_slot``."""
+        return await self.call(self.ledger.refresh_slot, account_id, slot)
+
+    async def sweep(self) -> int:
+        """``Ledger.sweep``."""
+        return await self.call(self.ledger.sweep)
+
+    async def entries(self, account_id: str, after: int, limit: int) -> list[Entry]:
+        """``Ledger.entries``."""
+        return await self.call(self.ledger.entries, account_id, after, limit)
+
+    async def totals(self, account_id: str) -> tuple[int, int, int]:
+        """``Ledger.totals``."""
+        return await self.call(self.ledger.totals, account_id)
+
+    async def take_slot(self, account_id: str, slot: SlotClaim) -> None:
+        """``Ledger.take_slot``."""
+        await self.call(self.ledger.take_slot, account_id, slot)
+
+    async def release_slot(self, account_id: str, lease: str) -> None:
+        """``Ledger.release_slot``."""
+        await self.call(self.ledger.release_slot, account_id, lease)
+
+    async def slots_in_use(self, account_id: str) -> int:
+        """``Ledger.slots_in_use``."""
+        return await self.call(self.ledger.slots_in_use, account_id)
+
+    async def begin_incarnation(self, instance_id: str) -> tuple[int, int]:
+        """``Ledger.begin_incarnation``."""
+        return await self.call(self.ledger.begin_incarnation, instance_id)
+
+    def use_plans(self, plans: Mapping[str, Plan]) -> None:
+        """Apply the plans of a reloaded config."""
+        self.ledger.plans = plans
 
     async def hold(
         self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
@@ -726,7 +891,7 @@ class AsyncLedger:
         if not self._grouped:
             self._holds.transactions += 1
             return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
-        return await self._holds.submit((account_id, request_id, credits, expires_ms, slot))
+        return await self._reach(self._holds.submit((account_id, request_id, credits, expires_ms, slot)))
 
     async def settle(
         self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = ""
@@ -734,7 +899,7 @@ class AsyncLedger:
         """``Ledger.settle``, grouped with other settlements waiting for the ledger thread."""
         if not self._grouped:
             return await self.call(self.ledger.settle, account_id, request_id, charge, note, lease)
-        return await self._settles.submit((account_id, request_id, charge, note, lease))
+        return await self._reach(self._settles.submit((account_id, request_id, charge, note, lease)))
 
     def close(self) -> None:
         """Stop the threads and close the store."""

@@ -9,21 +9,30 @@ their own. A call over the limit is refused at once (CONCURRENCY_LIMIT); it does
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from switchboard.errors import ExhaustedError
 from switchboard.ledger import AsyncLedger, SlotClaim
+from switchboard.outage import Outage
+
+T = TypeVar("T")
 
 
 class SlotLimiter(Protocol):
     """Counts an account's streams in flight against a limit."""
 
+    def claim(self, lease_id: str, limit: int) -> SlotClaim | None:
+        """A slot for the ledger to take in the same transaction as the credit hold (and return in
+        the settlement's), or None when this limiter keeps its slots itself (``acquire``)."""
+        ...
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot unless ``limit`` (0: none) are taken already."""
         ...
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Keep a lease alive."""
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Keep a lease alive; False when it is gone (expired and taken away)."""
         ...
 
     async def release(self, account_id: str, lease_id: str) -> None:
@@ -45,6 +54,9 @@ class MemoryLimiter:
     def __init__(self) -> None:
         self._slots: dict[str, set[str]] = {}
 
+    def claim(self, lease_id: str, limit: int) -> None:
+        """Slots are kept here, not in the ledger."""
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot unless the limit is reached."""
         held = self._slots.setdefault(account_id, set())
@@ -53,8 +65,9 @@ class MemoryLimiter:
         held.add(lease_id)
         return True
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Nothing to refresh in one process."""
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Nothing expires in one process: True while the slot is held."""
+        return lease_id in self._slots.get(account_id, ())
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return a slot."""
@@ -89,11 +102,13 @@ return 1
 _REFRESH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) >= now then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return 1
 end
-return 1
+return 0
 """
 _COUNT = """
 local t = redis.call('TIME')
@@ -111,26 +126,43 @@ class RedisLimiter:
 
         self.lease_ms = int(lease_s * 1000)
         self.prefix = prefix
-        self._redis = aioredis.from_url(url)
+        self.outage = Outage("limiter", "LIMITER_UNAVAILABLE")
+        self._redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._refresh = self._redis.register_script(_REFRESH)
         self._count = self._redis.register_script(_COUNT)
 
+    def claim(self, lease_id: str, limit: int) -> None:
+        """Slots are kept in Redis, not in the ledger."""
+
+    async def _reach(self, work: Awaitable[T]) -> T:
+        """Await a Redis call; LIMITER_UNAVAILABLE (one log line per outage) when Redis is unreachable."""
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+        from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+        try:
+            result = await work
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self.outage.failed(exc) from None
+        self.outage.succeeded()
+        return result
+
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot atomically unless the limit is reached."""
-        return bool(await self._acquire(keys=[self.prefix + account_id], args=[lease_id, limit, self.lease_ms]))
+        args: list[str | int] = [lease_id, limit, self.lease_ms]
+        return bool(await self._reach(self._acquire(keys=[self.prefix + account_id], args=args)))
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
-        """Push the lease's expiry back by a full lease."""
-        await self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms])
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
+        """Push the lease's expiry back by a full lease; False when it had expired."""
+        return bool(await self._reach(self._refresh(keys=[self.prefix + account_id], args=[lease_id, self.lease_ms])))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""
-        await self._redis.zrem(self.prefix + account_id, lease_id)
+        await self._reach(self._redis.zrem(self.prefix + account_id, lease_id))
 
     async def in_flight(self, account_id: str) -> int:
         """Live leases of the account."""
-        return int(await self._count(keys=[self.prefix + account_id]))
+        return int(await self._reach(self._count(keys=[self.prefix + account_id])))
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -143,8 +175,6 @@ class LedgerSlots:
     settlement, so the limit costs no extra round trip and holds across every worker and replica
     that share the ledger. Slots lapse unless refreshed, so a crashed process's slots come back."""
 
-    in_ledger = True
-
     def __init__(self, ledger: AsyncLedger, lease_s: float = 30.0) -> None:
         self.ledger = ledger
         self.lease_s = lease_s
@@ -156,23 +186,22 @@ class LedgerSlots:
     async def acquire(self, account_id: str, lease_id: str, limit: int) -> bool:
         """Take a slot on its own (no hold) unless the limit is reached."""
         try:
-            await self.ledger.call(self.ledger.ledger.take_slot, account_id, self.claim(lease_id, limit))
+            await self.ledger.take_slot(account_id, self.claim(lease_id, limit))
         except ExhaustedError:
             return False
         return True
 
-    async def refresh(self, account_id: str, lease_id: str) -> None:
+    async def refresh(self, account_id: str, lease_id: str) -> bool:
         """Push the slot's expiry back (the hold's refresh does this for Generate calls)."""
-        led = self.ledger.ledger
-        await self.ledger.call(led.refresh_hold, account_id, "", 0, self.claim(lease_id, 0))
+        return await self.ledger.refresh_slot(account_id, self.claim(lease_id, 0))
 
     async def release(self, account_id: str, lease_id: str) -> None:
         """Return the slot."""
-        await self.ledger.call(self.ledger.ledger.release_slot, account_id, lease_id)
+        await self.ledger.release_slot(account_id, lease_id)
 
     async def in_flight(self, account_id: str) -> int:
         """Live slots of the account."""
-        return await self.ledger.call(self.ledger.ledger.slots_in_use, account_id)
+        return await self.ledger.slots_in_use(account_id)
 
     async def close(self) -> None:
         """The ledger is closed by its owner."""

@@ -116,7 +116,22 @@ CREATE TABLE model_health (
 )
 """,
     ),
-    # The next migration is version 4: append it here.
+    Migration(
+        4,
+        "which process incarnation took each hold and slot, and a counter of incarnations per instance",
+        """
+CREATE TABLE instances (
+  instance_id TEXT PRIMARY KEY,
+  incarnation BIGINT NOT NULL
+);
+ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE holds ADD COLUMN incarnation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE slots ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE slots ADD COLUMN incarnation BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX holds_owner ON holds (owner, state)
+""",
+    ),
+    # The next migration is version 5: append it here.
 )
 
 LATEST = MIGRATIONS[-1].version

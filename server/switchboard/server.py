@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import ipaddress
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,11 +19,12 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import multiprocess
 
 from switchboard.app import App, build_app
 from switchboard.billing import sweep_forever
@@ -72,6 +76,31 @@ def _read(path: str) -> bytes:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
+def check_tls_files(cert: str, key: str, client_ca: str = "") -> None:
+    """Parse the TLS files as the server will use them: a certificate chain, its private key (which
+    must match it) and a CA bundle. A problem is a ConfigError naming the file and what is wrong,
+    rather than gRPC's bare "Failed to bind" later."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, what in ((cert, "--tls-cert"), (client_ca, "--tls-client-ca")):
+        if not path:
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"{what} {path}: not a PEM certificate ({_ssl_reason(exc)})") from None
+    try:
+        ctx.load_cert_chain(certfile=cert, keyfile=key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"--tls-key {key}: the private key does not match the certificate {cert}") from None
+        raise ConfigError(f"--tls-key {key}: not a PEM private key ({_ssl_reason(exc)})") from None
+
+
+def _ssl_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason).lower().replace("_", " ") if reason else str(exc)
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials from the settings' PEM files (client certificates required when a client CA
     is given), or None for plaintext."""
@@ -82,8 +111,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     ca = _read(settings.tls_client_ca) if settings.tls_client_ca else None
+    key, cert = _read(settings.tls_key), _read(settings.tls_cert)
+    check_tls_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca or "")
     return grpc.ssl_server_credentials(
-        [(_read(settings.tls_key), _read(settings.tls_cert))],
+        [(key, cert)],
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
@@ -151,7 +182,19 @@ class ServerHandle:
         still running then are cancelled, which closes their provider calls, settles their credits
         and returns their slots. Then run the app's ``on_shutdown`` callbacks and close it."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if grace:
+            # Streams still running when the grace ends are cut by the server itself, so they end
+            # with SERVER_SHUTTING_DOWN and are not charged; gRPC's own cancellation comes later.
+            stopping = asyncio.ensure_future(self.server.stop(grace + _SETTLE_S))
+            done, _ = await asyncio.wait({stopping}, timeout=grace)
+            if not done:
+                cut = self.app.billing.cut()
+                if cut:
+                    log.warning("streams_cut", streams=cut, grace_s=grace)
+            await stopping
+        else:
+            self.app.billing.cut()
+            await self.server.stop(grace)
         self.sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.sweeper
@@ -159,6 +202,8 @@ class ServerHandle:
         await self.app.shutdown()
 
 
+_SETTLE_S = 5.0
+"""How long streams cut at the end of the shutdown grace get to settle before gRPC cancels them."""
 MODEL_HEALTH_PREFIX = "switchboard.model/"
 """Health-service names of the models: ``switchboard.model/<model id>``."""
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -187,6 +232,19 @@ async def report_model_health(app: App, servicer: health.aio.HealthServicer) -> 
     app.health.start()
 
 
+def report_ledger_health(app: App, servicer: health.aio.HealthServicer) -> None:
+    """The server and its services are NOT_SERVING while the ledger is unreachable, SERVING again
+    when it answers (the sweeper asks every --sweep-interval, so recovery needs no traffic)."""
+    loop = asyncio.get_running_loop()
+
+    def changed(available: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if available else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            _background(servicer.set(name, status), loop)
+
+    app.ledger.outage.listeners.append(changed)
+
+
 async def create_server(settings: Settings, app: App | None = None) -> ServerHandle:
     """Build the app from ``settings`` (or use ``app``), bind, start and return the server
     (port 0 picks a port)."""
@@ -207,17 +265,27 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen)
-    else:
-        port = server.add_secure_port(settings.listen, credentials)
+    if not settings.reuse_port:
+        check_port_free(settings.listen)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+        raise ConfigError(f"--listen {settings.listen}: cannot listen there (is the address in use?)")
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
+    instance = instance_id(settings)
+    if instance:
+        incarnation, released = await app.ledger.begin_incarnation(instance)
+        log.info("incarnation", instance_id=instance, incarnation=incarnation, holds_released=released)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await report_model_health(app, health_servicer)
+    report_ledger_health(app, health_servicer)
     sweeper = asyncio.create_task(sweep_forever(app.ledger, settings.sweep_interval_s))
     handle = ServerHandle(
         server=server,
@@ -292,25 +360,89 @@ def worker_metrics(settings: Settings, tmp: str) -> tuple[dict[str, str] | None,
     return env, ["--metrics-listen", "", "--metrics-dir", str(directory)]
 
 
+def instance_id(settings: Settings) -> str:
+    """This server's name across restarts: ``--instance-id``, else host name and port when the
+    port is fixed; "" (nothing to reclaim) for port 0."""
+    if settings.instance_id:
+        return settings.instance_id
+    port = settings.listen.rpartition(":")[2]
+    return f"{socket.gethostname()}:{port}" if port.isdigit() and int(port) else ""
+
+
+def check_port_free(listen: str) -> None:
+    """Bind ``listen`` (HOST:PORT) without SO_REUSEPORT and let go: a ConfigError saying the
+    address is in use when anything listens there already, another Switchboard included. Only
+    one supervisor's own workers share a port."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or int(port_text) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--listen {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"--listen {listen}: the address is in use") from None
+                raise ConfigError(f"--listen {listen}: cannot bind ({exc.strerror})") from None
+
+
+def _lock_port(host: str, port: int) -> IO[bytes]:
+    """Hold an exclusive lock named after ``host:port`` for the supervisor's life, so a second
+    supervisor started at the same moment (before either has workers listening, which is what
+    ``check_port_free`` sees) is refused too."""
+    name = f"switchboard-{host.strip('[]') or 'any'}-{port}.lock".replace(":", "_").replace("/", "_")
+    handle = (Path(tempfile.gettempdir()) / name).open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"--listen {host}:{port}: the address is in use (another supervisor holds it)") from None
+    return handle
+
+
+CRASH_LOOP_DEATHS = 5
+"""A worker dying this many times within ``CRASH_LOOP_WINDOW_S`` is a crash loop: the supervisor
+stops the others and exits 1 instead of restarting it again."""
+CRASH_LOOP_WINDOW_S = 60.0
+
+
+def restart_delay(recent_deaths: int) -> float:
+    """Back-off before restarting a worker that died for the ``recent_deaths``-th time within the
+    crash-loop window: 0.5 s, doubling, at most 10 s."""
+    return float(min(10.0, 0.5 * 2 ** max(0, recent_deaths - 1)))
+
+
 def supervise(settings: Settings, argv: list[str]) -> int:
-    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), forward SIGTERM and
-    SIGINT to them, and wait. Returns the exit status."""
+    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT), restart a worker that
+    dies (with back-off, logged) while the others keep serving, forward SIGTERM and SIGINT to
+    them, and wait. Gives up only on a crash loop. Returns the exit status."""
     configure_logging(settings.log_format, settings.log_level)
     load_catalog(settings.config_path)  # a bad config stops start-up here, before any worker starts
     open_store(settings.ledger, 1).close()  # so does a ledger schema newer than this build; else it is migrated once
+    if settings.tls_cert or settings.tls_key:
+        server_credentials(settings)  # so do bad TLS files
     host, _, port_text = settings.listen.rpartition(":")
     port = int(port_text)
     if port == 0:
         with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
             s.bind((host.strip("[]") or "0.0.0.0", 0))
             port = s.getsockname()[1]
+    port_lock = _lock_port(host, port)  # two supervisors starting at once: only one gets the port
+    check_port_free(f"{host}:{port}")
+    base_id = settings.instance_id or f"{socket.gethostname()}:{port}"
     # The in-process limiter would give each worker a limit of its own.
     limiter = "ledger" if settings.limiter == "memory" else settings.limiter
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
         env, metrics_args = worker_metrics(settings, tmp)
-        children = []
-        for i in range(settings.workers):
-            cmd = [
+
+        def command(i: int) -> list[str]:
+            return [
                 sys.executable,
                 "-m",
                 "switchboard.cli",
@@ -325,9 +457,12 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 limiter,
                 "--port-file",
                 f"{tmp}/worker-{i}",
+                "--instance-id",
+                f"{base_id}/w{i}",
                 *metrics_args,
             ]
-            children.append(subprocess.Popen(cmd, env=env))
+
+        children = [subprocess.Popen(command(i), env=env) for i in range(settings.workers)]
         deadline = time.monotonic() + 60
         while not all(Path(f"{tmp}/worker-{i}").exists() for i in range(settings.workers)):
             if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
@@ -340,6 +475,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         if settings.port_file:
             Path(settings.port_file).write_text(f"{port}\n", encoding="utf-8")
         stopping = False
+        crash_loop = False
 
         def forward(signum: int, _frame: object) -> None:
             nonlocal stopping
@@ -356,9 +492,40 @@ def supervise(settings: Settings, argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGHUP, reload)
-        while any(c.poll() is None for c in children):
-            if not stopping and any(c.poll() is not None for c in children):
-                log.error("worker_exited", codes=[c.poll() for c in children])
-                forward(signal.SIGTERM, None)
+        deaths: list[float] = []
+        restart_at: dict[int, float] = {}
+        while any(c.poll() is None for c in children) or (restart_at and not stopping):
+            now = time.monotonic()
+            for i, c in enumerate(children):
+                if stopping or crash_loop or c.returncode is None or i in restart_at:
+                    continue
+                deaths.append(now)
+                deaths[:] = [t for t in deaths if now - t < CRASH_LOOP_WINDOW_S]
+                if len(deaths) >= CRASH_LOOP_DEATHS:
+                    log.error(
+                        "worker_crash_loop",
+                        deaths=len(deaths),
+                        window_s=CRASH_LOOP_WINDOW_S,
+                        message="workers keep dying; stopping the others",
+                    )
+                    crash_loop = True
+                    forward(signal.SIGTERM, None)
+                    break
+                if env is not None:  # its gauges leave the one /metrics with it
+                    multiprocess.mark_process_dead(c.pid, env["PROMETHEUS_MULTIPROC_DIR"])
+                delay = restart_delay(len(deaths))
+                log.error("worker_exited", worker=i, pid=c.pid, code=c.returncode, restart_in_s=delay)
+                restart_at[i] = now + delay
+            for i, when in list(restart_at.items()):
+                if stopping or crash_loop:
+                    restart_at.clear()
+                    break
+                if now >= when:
+                    del restart_at[i]
+                    children[i] = subprocess.Popen(command(i), env=env)
+                    log.info("worker_restarted", worker=i, pid=children[i].pid)
             time.sleep(0.1)
-        return 0 if stopping and all(c.returncode == 0 for c in children) else 1
+        port_lock.close()
+        # A worker still starting when the signal came dies of it before its handler is set: clean too.
+        clean = (0, -signal.SIGTERM, -signal.SIGINT)
+        return 0 if stopping and not crash_loop and all(c.returncode in clean for c in children) else 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,26 +13,14 @@ from google.protobuf import timestamp_pb2
 
 from switchboard import convert, logs
 from switchboard.app import App
-from switchboard.billing import Meter
-from switchboard.errors import ExhaustedError, InvalidRequestError, NotFoundError
-from switchboard.generation import FallbackNotice, GenerationEvent, Outcome
+from switchboard.errors import InvalidRequestError, NotFoundError
+from switchboard.generation import FallbackNotice
 from switchboard.ledger import AccountRecord
-from switchboard.types import (
-    AccountState,
-    Artifact,
-    Citation,
-    Decision,
-    GenerationRequest,
-    Modality,
-    ReasoningChunk,
-    TextChunk,
-    Tier,
-    ToolCallEvent,
-)
+from switchboard.router import Completed, RunEvent, Started
+from switchboard.types import Artifact, Citation, Modality, ReasoningChunk, TextChunk, Tier, ToolCallEvent
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("switchboard")
-_bind = logs.bind
 
 
 class RouterService(router_pb2_grpc.RouterServiceServicer):
@@ -48,7 +38,6 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
         provider = request.provider.strip().lower()
         app = self.app
         listings = []
-        cooldown = getattr(app.health, "cooldown_remaining_ms", None)
         for model in app.catalog.models:
             if modality and model.modality is not modality:
                 continue
@@ -62,7 +51,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
                     model=app.messages.model(model.id),
                     health=router_pb2.MODEL_HEALTH_SERVING if available else router_pb2.MODEL_HEALTH_COOLING_DOWN,
                     simulated=app.providers.is_simulated(model.id),
-                    cooldown_remaining_ms=cooldown(model.id) if cooldown is not None else 0,
+                    cooldown_remaining_ms=app.health.cooldown_remaining_ms(model.id),
                 )
             )
         return router_pb2.ListModelsResponse(models=listings)
@@ -75,108 +64,69 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             raise InvalidRequestError("FIELD_REQUIRED", "request is required", {"field": "request"})
         app = self.app  # one app for the whole call, even when a reload swaps it meanwhile
         gen = convert.generation_request(request.request, app.settings.limits, need_content=False, field="request.")
-        _, decision = await _decide(app, gen)
-        simulated = app.providers.is_simulated(decision.model.id)
+        decision, simulated = await app.router.quote(gen)
         return app.messages.select_response(decision, simulated)
 
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
-        """Select, hold credits, call the provider, stream; settle the credits once at the end."""
+        """Convert the request, run it, convert each event; the completion is built before its charge."""
         app = self.app  # streams in flight keep the app they started with across a reload
         app.stream_started()
         try:
             gen = convert.generation_request(request, app.settings.limits, need_content=True)
-            account, decision = await _decide(app, gen)
-            meter = app.billing.meter(account, decision, gen)
-            try:
-                await meter.open()
-            except ExhaustedError as exc:
-                if exc.reason != "INSUFFICIENT_CREDITS":
-                    raise
-                # The balance selection used was stale: decide again on the ledger's own figure.
-                account, decision = await _decide(app, gen, fresh=True)
-                meter = app.billing.meter(account, decision, gen)
-                await meter.open()
-            error: BaseException | None = None
-            try:
-                simulated = app.providers.is_simulated(decision.model.id)
-                yield router_pb2.GenerateResponse(decision=app.messages.decision(decision, simulated))
-                async for event in app.generator.run(decision, gen, gate=meter):
-                    yield await _frame(event, gen, meter)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                await meter.close(error)
+            async with contextlib.aclosing(app.router.run(gen)) as run:  # settles however this ends
+                async for event in run:
+                    if isinstance(event, Completed):
+                        reply = convert.completion_pb(event.outcome, event.request_id, event.credits_charged)
+                        await event.commit()
+                        if event.balance_remaining is not None:
+                            reply.completion.balance_remaining = event.balance_remaining
+                        yield reply
+                    else:
+                        yield _frame(app, event)
         finally:
             await app.stream_ended()
 
 
-async def _decide(app: App, gen: GenerationRequest, *, fresh: bool = False) -> tuple[AccountState, Decision]:
-    _bind(request_id=gen.request_id, account=gen.selection.account_id)
-    account = await app.accounts.state(gen.selection.account_id, fresh=fresh)
-    decision = app.selector.select(gen.selection, account, app.health)
-    _bind(model=decision.model.id, mode=decision.mode.name.lower(), attempts=1)
-    return account, decision
-
-
-async def _frame(event: GenerationEvent, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
+def _frame(app: App, event: RunEvent) -> router_pb2.GenerateResponse:
     if isinstance(event, TextChunk):
-        meter.saw(event)
         return router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=event.text))
     if isinstance(event, Artifact):
-        meter.saw(event)
         return router_pb2.GenerateResponse(artifact=convert.artifact_pb(event))
     if isinstance(event, ToolCallEvent):
-        meter.saw(event)
         return router_pb2.GenerateResponse(tool_call=convert.tool_call_pb(event))
     if isinstance(event, ReasoningChunk):
         return convert.reasoning_pb(event)
     if isinstance(event, Citation):
         return convert.citation_pb(event)
-    if isinstance(event, FallbackNotice):
-        log.warning(
-            "fallback",
-            **logs.call_fields(),
-            from_model=event.from_model.id,
-            to_model=event.to_model.id,
+    if isinstance(event, Started):
+        return router_pb2.GenerateResponse(decision=app.messages.decision(event.decision, event.simulated))
+    assert isinstance(event, FallbackNotice)
+    log.warning(
+        "fallback",
+        **logs.call_fields(),
+        from_model=event.from_model.id,
+        to_model=event.to_model.id,
+        reason=event.reason,
+        attempt=event.attempt,
+    )
+    return router_pb2.GenerateResponse(
+        fallback=router_pb2.Fallback(
+            from_model_id=event.from_model.id,
+            to_model_id=event.to_model.id,
             reason=event.reason,
+            message=event.message,
             attempt=event.attempt,
         )
-        _bind(model=event.to_model.id, attempts=event.attempt)
-        return router_pb2.GenerateResponse(
-            fallback=router_pb2.Fallback(
-                from_model_id=event.from_model.id,
-                to_model_id=event.to_model.id,
-                reason=event.reason,
-                message=event.message,
-                attempt=event.attempt,
-            )
-        )
-    return await _completion(event, gen, meter)
-
-
-async def _completion(outcome: Outcome, gen: GenerationRequest, meter: Meter) -> router_pb2.GenerateResponse:
-    await meter.complete(outcome.credits)
-    _bind(model=outcome.model.id, attempts=outcome.attempts, credits=meter.charged)
-    completion = router_pb2.Completion(
-        model_id=outcome.model.id,
-        finish_reason=int(outcome.finish_reason),
-        usage=router_pb2.Usage(input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens),
-        credits_charged=meter.charged,
-        attempts=outcome.attempts,
-        simulated=outcome.simulated,
-        request_id=gen.request_id,
     )
-    if meter.balance is not None:
-        completion.balance_remaining = meter.balance
-    return router_pb2.GenerateResponse(completion=completion)
 
 
 # ---------------------------------------------------------------- AccountService
 
 _MAX_PAGE = 500
+_MAX_SEQUENCE = 2**63 - 1
+_TOKEN_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def _required(value: str, field: str) -> str:
@@ -217,8 +167,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         """Create an account with its first allowance."""
         account_id = _required(request.account_id, "account_id")
         plan_id = request.plan_id.strip() or self.app.catalog.default_plan_id
-        led = self.app.ledger
-        record = await led.call(led.ledger.create_account, account_id, plan_id)
+        record = await self.app.ledger.create_account(account_id, plan_id)
         return accounts_pb2.CreateAccountResponse(account=await self._account(record))
 
     async def UpdateAccountPlan(
@@ -227,8 +176,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         """Move an account to another plan."""
         account_id = _required(request.account_id, "account_id")
         plan_id = _required(request.plan_id, "plan_id")
-        led = self.app.ledger
-        record = await led.call(led.ledger.set_plan, account_id, plan_id)
+        record = await self.app.ledger.set_plan(account_id, plan_id)
         return accounts_pb2.UpdateAccountPlanResponse(account=await self._account(record))
 
     async def GetAccount(
@@ -236,8 +184,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     ) -> accounts_pb2.GetAccountResponse:
         """An account's plan, balance and period."""
         account_id = _required(request.account_id, "account_id")
-        led = self.app.ledger
-        record = await led.call(led.ledger.get, account_id)
+        record = await self.app.ledger.get(account_id)
         if record is None:
             raise NotFoundError(
                 "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
@@ -250,10 +197,8 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         """Add purchased credits once per idempotency key."""
         account_id = _required(request.account_id, "account_id")
         key = _required(request.idempotency_key, "idempotency_key")
-        if request.credits <= 0:
-            raise InvalidRequestError("INVALID_FIELD", "credits: must be positive", {"field": "credits"})
-        led = self.app.ledger
-        record, applied = await led.call(led.ledger.top_up, account_id, request.credits, key, request.note)
+        credits = convert.credits(request.credits, "credits", minimum=1)
+        record, applied = await self.app.ledger.top_up(account_id, credits, key, request.note)
         return accounts_pb2.GrantCreditsResponse(account=await self._account(record), applied=applied)
 
     async def ListLedgerEntries(
@@ -265,8 +210,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
             raise InvalidRequestError("INVALID_FIELD", "page_size: cannot be negative", {"field": "page_size"})
         size = min(request.page_size or 50, _MAX_PAGE)
         after = _decode_token(request.page_token)
-        led = self.app.ledger
-        entries = await led.call(led.ledger.entries, account_id, after, size + 1)
+        entries = await self.app.ledger.entries(account_id, after, size + 1)
         more = len(entries) > size
         entries = entries[:size]
         out = [
@@ -296,14 +240,18 @@ def _encode_token(sequence: int) -> str:
 
 
 def _decode_token(token: str) -> int:
+    """The sequence number a page token carries: ``seq:N`` with N a plain decimal from 0 to
+    2^63-1, as this server issues them. Anything else (``seq:-5``, a sign, spaces, a number too
+    big for a sequence) is INVALID_PAGE_TOKEN."""
     if not token:
         return 0
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
-        if not text.startswith("seq:"):
-            raise ValueError(text)
-        return int(text[4:])
     except (ValueError, UnicodeDecodeError):
+        text = ""
+    digits = text.removeprefix("seq:")
+    if not text.startswith("seq:") or not _TOKEN_DIGITS.fullmatch(digits) or int(digits) > _MAX_SEQUENCE:
         raise InvalidRequestError(
             "INVALID_PAGE_TOKEN", "page_token is not one this server issued", {"field": "page_token"}
-        ) from None
+        )
+    return int(digits)

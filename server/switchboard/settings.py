@@ -43,6 +43,10 @@ class Settings:
     balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
+    # Who this process is across restarts: a restarted process with the same id releases the
+    # holds and slots its previous incarnation left at once. Empty: the listen address (with a
+    # fixed port) and worker index name it; with port 0 nothing is reclaimed.
+    instance_id: str = ""
     # Provider keys (from --provider-keys-file, overridden by the environment; a keys file the
     # config names fills in the rest at each load), base URLs given by flag, and timeouts.
     provider_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -148,6 +152,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="seconds selection may use a balance it read before (holds always check atomically)",
     )
     parser.add_argument("--sweep-interval", type=float, default=env("sweep-interval", d.sweep_interval_s))
+    parser.add_argument(
+        "--instance-id",
+        default=env("instance-id", d.instance_id),
+        help="this server's name across restarts: a restart releases its previous incarnation's holds at once"
+        " (default: host and port of --listen, when the port is fixed)",
+    )
     parser.add_argument(
         "--auto-create-accounts",
         action="store_true",
@@ -324,6 +334,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auto_create_accounts=args.auto_create_accounts,
         workers=max(1, int(args.workers)),
         reuse_port=args.reuse_port,
+        instance_id=str(args.instance_id or ""),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

@@ -37,6 +37,8 @@ class _SqliteTx:
 
 
 _BUSY_TIMEOUT_S = 30.0
+_SQLITE_UNREACHABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
+"""SQLite errors that mean the database file cannot be used now (rather than a bug)."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -133,6 +135,16 @@ class SqliteStore:
         """Close the connection."""
         self._conn.close()
 
+    @staticmethod
+    def unreachable(exc: BaseException) -> bool:
+        """The file cannot be opened, read or written, or stayed locked past the busy timeout."""
+        text = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and any(m in text for m in _SQLITE_UNREACHABLE)
+
+
+_PG_WAIT_S = 5.0
+"""How long a ledger call waits for a PostgreSQL connection before it is LEDGER_UNAVAILABLE."""
+
 
 class _PgTx:
     def __init__(self, cur: Any) -> None:
@@ -163,7 +175,14 @@ class PostgresStore:
         from psycopg_pool import ConnectionPool  # noqa: PLC0415 - only PostgreSQL deployments need it
 
         self.workers = workers
-        self._pool = ConnectionPool(dsn, min_size=1, max_size=workers, open=True, kwargs={"autocommit": False})
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=workers,
+            open=True,
+            timeout=_PG_WAIT_S,
+            kwargs={"autocommit": False, "connect_timeout": 5},
+        )
         self.migrated: Migrated | None = None
         if migrate:
             try:
@@ -190,6 +209,19 @@ class PostgresStore:
     def close(self) -> None:
         """Close the pool."""
         self._pool.close()
+
+    @staticmethod
+    def unreachable(exc: BaseException) -> bool:
+        """The server refuses or dropped the connection, or no connection came within the wait."""
+        import psycopg  # noqa: PLC0415
+        from psycopg_pool import PoolTimeout  # noqa: PLC0415
+
+        if isinstance(exc, psycopg.InterfaceError | PoolTimeout):
+            return True
+        # Connection exceptions (08...) and server shutdown (57P...), or no SQLSTATE at all (the
+        # connection broke); a deadlock or serialization failure is not an outage.
+        state = getattr(exc, "sqlstate", None) or ""
+        return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
 
 
 def open_store(url: str, pool: int = 8) -> SqliteStore | PostgresStore:

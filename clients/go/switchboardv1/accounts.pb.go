@@ -508,7 +508,9 @@ type GrantCreditsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account's id; required.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// The credits to add; must be positive.
+	// The credits to add: from 1 to 1,000,000,000,000 (10^12); anything else is INVALID_ARGUMENT
+	// (INVALID_FIELD, metadata field "credits"). A grant that would take the account's top-up
+	// balance past 10^15 credits is FAILED_PRECONDITION (BALANCE_LIMIT_EXCEEDED).
 	Credits int64 `protobuf:"varint,2,opt,name=credits,proto3" json:"credits,omitempty"`
 	// The caller's unique key for this grant (for example an order id); required. A second call
 	// with the same key changes nothing; the same key with another amount is FAILED_PRECONDITION

@@ -978,7 +978,8 @@ type GenerateRequest struct {
 	// The tier automatic selection starts from; TIER_UNSPECIFIED means the plan's default.
 	PreferredTier Tier `protobuf:"varint,10,opt,name=preferred_tier,json=preferredTier,proto3,enum=switchboard.v1.Tier" json:"preferred_tier,omitempty"`
 	// The most credits the request may cost; automatic selection skips dearer models and a pinned
-	// model above it is refused. Unset means no cap.
+	// model above it is refused. Unset means no cap. At most 1,000,000,000,000 (10^12); a negative
+	// or larger value is INVALID_ARGUMENT (INVALID_FIELD).
 	MaxCredits    *int64 `protobuf:"varint,11,opt,name=max_credits,json=maxCredits,proto3,oneof" json:"max_credits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

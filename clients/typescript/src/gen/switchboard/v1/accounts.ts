@@ -161,7 +161,11 @@ export interface GetAccountResponse {
 export interface GrantCreditsRequest {
   /** The account's id; required. */
   accountId: string;
-  /** The credits to add; must be positive. */
+  /**
+   * The credits to add: from 1 to 1,000,000,000,000 (10^12); anything else is INVALID_ARGUMENT
+   * (INVALID_FIELD, metadata field "credits"). A grant that would take the account's top-up
+   * balance past 10^15 credits is FAILED_PRECONDITION (BALANCE_LIMIT_EXCEEDED).
+   */
   credits: number;
   /**
    * The caller's unique key for this grant (for example an order id); required. A second call

@@ -466,7 +466,8 @@ export interface GenerateRequest {
   preferredTier: Tier;
   /**
    * The most credits the request may cost; automatic selection skips dearer models and a pinned
-   * model above it is refused. Unset means no cap.
+   * model above it is refused. Unset means no cap. At most 1,000,000,000,000 (10^12); a negative
+   * or larger value is INVALID_ARGUMENT (INVALID_FIELD).
    */
   maxCredits?: number | undefined;
 }
