@@ -7,11 +7,12 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from switchboard.catalog import load_catalog
-from switchboard.ledger import Ledger, SlotClaim
+from switchboard.ledger import Ledger, month_bounds
 from switchboard.migrations import LATEST, MIGRATIONS, SchemaTooNewError
 from switchboard.stores import PostgresStore, SqliteStore
 
@@ -59,31 +60,60 @@ def versions(store: Store) -> list[int]:
         return [int(r[0]) for r in tx.all("SELECT version FROM schema_version ORDER BY version")]
 
 
+def _v1_rows(url: str, rows: list[tuple[str, tuple[object, ...]]]) -> None:
+    """Run INSERTs (``%s`` placeholders) against a version-1 database, as the old server did."""
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:"))
+        with conn:
+            for sql, params in rows:
+                conn.execute(sql.replace("%s", "?"), params)
+        conn.close()
+        return
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(url) as pg:
+        for sql, params in rows:
+            pg.execute(sql, params)
+
+
 @pytest.fixture
 def populated_v1(ledger_url: str) -> tuple[str, dict[str, tuple[int, int, int]], int]:
-    """A version-1 ledger with accounts, top-ups, settled and open holds; yields its URL, every
-    account's (balance, allowance, topup) and the number of journal entries."""
+    """A version-1 ledger with accounts, top-ups, settled and open holds, written with the
+    version-1 columns only (as a server of that schema left it); yields its URL, every account's
+    (balance, allowance, topup) and the number of journal entries."""
     create_v1(ledger_url)
-    store = open_url(ledger_url, migrate=False)
-    ledger = Ledger(store, PLANS)
-    far = int((time.time() + 3600) * 1000)
+    start, end = month_bounds(datetime.now(UTC))
+    now_ms = int(time.time() * 1000)
+    far = now_ms + 3_600_000
+    entry = (
+        "INSERT INTO ledger (account_id, kind, amount, allowance_delta, topup_delta, credits, request_id,"
+        " idempotency_key, note, created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    hold = (
+        "INSERT INTO holds (account_id, request_id, allowance_part, topup_part, period_start, expires_ms, state)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    )
+    rows: list[tuple[str, tuple[object, ...]]] = []
+    balances = {}
     for i, plan in enumerate(("free", "pro", "business")):
         account = f"acct-{i}"
-        ledger.create_account(account, plan)
-        ledger.top_up(account, 100 * (i + 1), key=f"topup-{i}")
-        ledger.hold(account, f"req-{i}-a", 40, far, SlotClaim(f"lease-{i}", 4, far))
-        ledger.settle(account, f"req-{i}-a", 25, "done", lease=f"lease-{i}")
-        ledger.hold(account, f"req-{i}-b", 30, far)  # left open: it must survive the upgrade
-    balances = {}
-    for i in range(3):
-        record = ledger.get(f"acct-{i}")
-        assert record is not None
-        balances[record.account_id] = (record.balance, record.allowance, record.topup)
-    with store.reading() as tx:
-        row = tx.one("SELECT COUNT(*) FROM ledger")
-    assert row is not None
-    store.close()
-    return ledger_url, balances, int(row[0])
+        allowance, topup = PLANS[plan].monthly_credits, 100 * (i + 1)
+        # granted, topped up, 40 held and 25 of it charged (15 back), 30 held and left open
+        left = allowance - 40 + 15 - 30
+        rows += [
+            ("INSERT INTO accounts VALUES (%s, %s, %s, %s, %s, %s)", (account, plan, left, topup, start, end)),
+            (entry, (account, 1, allowance, allowance, 0, 0, "", f"grant-{i}", "", now_ms)),
+            (entry, (account, 3, topup, 0, topup, topup, "", f"topup-{i}", "", now_ms)),
+            (entry, (account, 4, -40, -40, 0, 40, f"req-{i}-a", f"hold-{i}-a", "", now_ms)),
+            (entry, (account, 5, 15, 15, 0, 25, f"req-{i}-a", f"charge-{i}-a", "done", now_ms)),
+            (entry, (account, 4, -30, -30, 0, 30, f"req-{i}-b", f"hold-{i}-b", "", now_ms)),
+            (hold, (account, f"req-{i}-a", 40, 0, start, far, "charged")),
+            (hold, (account, f"req-{i}-b", 30, 0, start, far, "held")),  # open: it must survive the upgrade
+            ("INSERT INTO slots VALUES (%s, %s, %s)", (account, f"lease-{i}", far)),
+        ]
+        balances[account] = (left + topup, left, topup)
+    _v1_rows(ledger_url, rows)
+    return ledger_url, balances, 5 * 3
 
 
 class TestUpgrade:

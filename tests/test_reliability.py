@@ -174,6 +174,12 @@ class LyingProvider:
     name = "lying"
     simulated = False
 
+    def supports(self, model: Model) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         yield TextChunk("hello")
         yield Finished(FinishReason.STOP, Usage(input_tokens=3, output_tokens=2**64))
@@ -537,20 +543,19 @@ class TestRestartReclaims:
     ) -> None:
         """A database made by the previous schema gains the owner columns when opened (again and
         again), and each incarnation releases the hold the one before it left."""
-        from switchboard import stores  # noqa: PLC0415
-
+        v1_schema = (Path(__file__).parent / "data" / "ledger_schema_v1.sql").read_text()
         if backend == "sqlite":
             url = f"sqlite:{tmp_path / 'old.db'}"
             import sqlite3  # noqa: PLC0415
 
             with sqlite3.connect(tmp_path / "old.db") as conn:
-                conn.executescript(stores._SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+                conn.executescript(v1_schema.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
         else:
             import psycopg  # noqa: PLC0415
 
             url = request.getfixturevalue("fresh_postgres")
             with psycopg.connect(url, autocommit=True) as conn:
-                for statement in stores._SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
+                for statement in v1_schema.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
                     if statement.strip():
                         conn.execute(statement)
         for left in (0, 1):
