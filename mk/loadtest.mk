@@ -1,0 +1,11 @@
+# Load-testing a running deployment with ghz: `make loadtest TARGET=HOST:PORT`. Each ghz worker
+# sends as its own account (load-<worker id>), so one account's concurrency limit does not refuse
+# the run; the server must create accounts at first use (--auto-create-accounts) or be given
+# LOADTEST_ARGS="--create-accounts PLAN --api-key KEY". bench/loadtest.py --help lists the options.
+
+TARGET ?= 127.0.0.1:50051
+LOADTEST_ARGS ?=
+
+.PHONY: loadtest
+loadtest: $(GHZ)
+	$(or $(wildcard $(PY)),$(PYTHON)) bench/loadtest.py --ghz $(GHZ) --target $(TARGET) $(LOADTEST_ARGS)
