@@ -9,3 +9,6 @@ LOADTEST_ARGS ?=
 .PHONY: loadtest
 loadtest: $(GHZ)
 	$(or $(wildcard $(PY)),$(PYTHON)) bench/loadtest.py --ghz $(GHZ) --target $(TARGET) $(LOADTEST_ARGS)
+
+# tests/test_loadtest.py and tests/test_readme.py run ghz, grpcurl and the TypeScript example.
+pytest: $(GHZ) .tools/bin/grpcurl $(TS_STAMP)
