@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Two install stamps: what serving needs (`make run`), and that plus the development tools and the
+# Python client (`make test`, `make lint`, `make protos`, `make venv`).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard protos/switchboard/v1/*.proto)
 STUB_DIR := server/switchboard/v1
@@ -23,15 +26,18 @@ help:
 	@echo "make protos  - regenerate the Python stubs from protos/"
 	@echo "make lint    - buf lint, ruff and mypy"
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]' -e clients/python
+	$(PIP) install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP) pyproject.toml clients/python/pyproject.toml
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]' -e clients/python
 	touch $@
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/switchboard serve --auto-create-accounts $(ARGS)
 
 protos: $(STAMP)

@@ -7,8 +7,8 @@ TARGET ?= 127.0.0.1:50051
 LOADTEST_ARGS ?=
 
 .PHONY: loadtest
-loadtest: $(GHZ)
-	$(or $(wildcard $(PY)),$(PYTHON)) bench/loadtest.py --ghz $(GHZ) --target $(TARGET) $(LOADTEST_ARGS)
+loadtest: $(RUN_STAMP) $(GHZ)
+	$(PY) bench/loadtest.py --ghz $(GHZ) --target $(TARGET) $(LOADTEST_ARGS)
 
 # tests/test_loadtest.py and tests/test_readme.py run ghz, grpcurl and the TypeScript example.
 pytest: $(GHZ) .tools/bin/grpcurl $(TS_STAMP)

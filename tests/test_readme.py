@@ -62,6 +62,9 @@ class Live:
 
     def __init__(self, work: Path) -> None:
         self.work = work
+        # `make run` in the scratch folder must find the install done (else pip would install the
+        # scratch folder itself into the checkout's .venv).
+        subprocess.run(["make", "-s", ".venv/.installed-run"], cwd=ROOT, check=True, timeout=600)
         for entry in ROOT.iterdir():
             if entry.name not in ("var", "build", ".git"):
                 (work / entry.name).symlink_to(entry)
