@@ -7,7 +7,7 @@ TARGET ?= 127.0.0.1:50051
 LOADTEST_ARGS ?=
 
 .PHONY: loadtest
-loadtest: $(RUN_STAMP) $(GHZ)
+loadtest: $(RUN_STAMP) $(GHZ) ## load-test a running server with ghz (TARGET=HOST:PORT)
 	$(PY) bench/loadtest.py --ghz $(GHZ) --target $(TARGET) $(LOADTEST_ARGS)
 
 # tests/test_loadtest.py and tests/test_readme.py run ghz, grpcurl and the TypeScript example.

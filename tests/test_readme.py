@@ -26,6 +26,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from media import png_pixels
 from servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,15 @@ def test_every_block_of_the_runnable_sections_is_a_snippet() -> None:
     assert {"two-commands", "tour", "grpcurl", "loadtest", "ghz", "python"} <= set(snippets())
 
 
+def test_make_help_lists_every_target_the_readme_names() -> None:
+    """Each `make X` in the README is a target `make help` lists with what it does."""
+    out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    listed = {line.split()[1] for line in out.stdout.splitlines() if line.startswith("make ")}
+    named = set(re.findall(r"`make ([a-z][\w-]*)", README.read_text(encoding="utf-8")))
+    assert {"run", "test", "bench", "loadtest", "grpcurl", "clients", "protos", "lint"} <= listed
+    assert named <= listed, named - listed
+
+
 class TestTour:
     """The shell commands of the tour, grpcurl, load-testing and ghz snippets."""
 
@@ -164,7 +174,8 @@ class TestTour:
         assert len(results[0].stdout.strip().splitlines()) == 28
         assert "MODEL_MISSING_CAPABILITIES" in results[5].stderr
         assert results[6].stdout.strip()
-        assert (live.work / "fox.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        width, height, _ = png_pixels((live.work / "fox.png").read_bytes())
+        assert (width, height) == (512, 512)
 
     def test_grpcurl_from_the_documented_path(self, live: Live) -> None:
         """grpcurl is not on PATH before the snippet, and each of its calls works after `make grpcurl`."""
