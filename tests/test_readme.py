@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCUMENTED = "127.0.0.1:50051"
 # Sections whose every fenced block must be a marked snippet.
-RUN_SECTIONS = ("Two commands", "A five-minute tour", "Load testing a deployment", "Clients")
+RUN_SECTIONS = ("Two commands", "A five-minute tour", "Load testing a deployment", "Clients", "Usage reports")
 # The Java example compiles with Maven and the TypeScript one with tsc: minutes on a loaded machine.
 pytestmark = pytest.mark.timeout(900)
 _MARKED = re.compile(r"<!-- snippet: (?P<name>[^>]+?) -->\n```(?P<lang>\w*)\n(?P<code>.*?)\n```", re.DOTALL)
@@ -194,6 +194,13 @@ class TestTour:
         """The hand-written ghz recipe: 200 calls, all OK."""
         (done,) = live.shell(snippets()["ghz"])
         assert "[OK]   200 responses" in done.stdout, done.stdout
+
+
+    def test_usage(self, live: Live) -> None:
+        """The usage commands print a table whose first row is the model a1 used."""
+        results = live.shell(snippets()["usage"])
+        assert results[1].stdout.splitlines()[2].split()[0] == "gemini-3.1-flash-lite"
+        assert results[3].stdout.splitlines()[-1].startswith("total")
 
 
 class TestClients:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import structlog
 
 from switchboard.errors import ExhaustedError, NotFoundError, StreamInterruptedError
-from switchboard.ledger import AsyncLedger
+from switchboard.ledger import AsyncLedger, ChargeUsage
 from switchboard.limiter import LedgerSlots, SlotLimiter
 from switchboard.selection import Selector
 from switchboard.types import (
@@ -37,6 +37,7 @@ from switchboard.types import (
     ProviderEvent,
     TextChunk,
     ToolCallEvent,
+    Usage,
 )
 
 log = structlog.get_logger("switchboard")
@@ -191,9 +192,9 @@ class Meter:
         elif isinstance(event, Artifact | ToolCallEvent):
             self.delivered = True
 
-    async def complete(self, credits: int) -> None:
-        """Charge a completed generation's actual cost."""
-        await self._settle(credits, "completed")
+    async def complete(self, credits: int, usage: Usage | None = None) -> None:
+        """Charge a completed generation's actual cost (``usage``: the tokens the provider reported)."""
+        await self._settle(credits, "completed", usage)
 
     async def close(self, error: BaseException | None) -> None:
         """Settle if not yet settled (by the rules above) and return the slot. Runs to the end even
@@ -221,10 +222,14 @@ class Meter:
         finally:
             await self._release_slot()
 
-    async def _settle(self, credits: int, note: str) -> None:
+    async def _settle(self, credits: int, note: str, usage: Usage | None = None) -> None:
         lease = self.lease if self._slot and isinstance(self.billing.limiter, LedgerSlots) else ""
+        tokens = usage or Usage(self.request.selection.input_tokens, self.delivered_tokens)
+        recorded = ChargeUsage(
+            self.model.id, int(self.model.modality), int(self.model.tier), tokens.input_tokens, tokens.output_tokens
+        )
         result = await self.billing.ledger.settle(
-            self.account.account_id, self.request.request_id, credits, note, lease
+            self.account.account_id, self.request.request_id, credits, note, lease, recorded
         )
         if lease:
             self._slot = False  # returned in the settlement's transaction

@@ -62,6 +62,72 @@ CREATE TABLE IF NOT EXISTS slots (
 """
 
 
+# schema change: fold into a migration. What a settlement records for usage reports (see
+# ledger.ChargeUsage), added to ledgers created before it; every statement is idempotent.
+_USAGE_COLUMNS = (
+    ("model_id", "TEXT NOT NULL DEFAULT ''"),
+    ("modality", "INTEGER NOT NULL DEFAULT 0"),
+    ("tier", "INTEGER NOT NULL DEFAULT 0"),
+    ("input_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("output_tokens", "BIGINT NOT NULL DEFAULT 0"),
+)
+# Usage reads an account's entries of a few kinds in a time range, or one model's across accounts.
+_USAGE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ledger_account_kind_time ON ledger (account_id, kind, created_ms)",
+    "CREATE INDEX IF NOT EXISTS ledger_model_time ON ledger (model_id, created_ms)",
+)
+# schema change: fold into a migration. Settlements summed per account, UTC day and model, kept in
+# the settlement's transaction (ledger.Ledger._journal), so usage over whole days reads a few rows
+# per day instead of every entry; filled from the ledger's settlements when first created.
+_USAGE_DAILY = """
+CREATE TABLE IF NOT EXISTS usage_daily (
+  account_id TEXT NOT NULL,
+  day BIGINT NOT NULL,
+  model_id TEXT NOT NULL,
+  modality INTEGER NOT NULL,
+  tier INTEGER NOT NULL,
+  requests BIGINT NOT NULL,
+  credits BIGINT NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  PRIMARY KEY (account_id, day, model_id, modality, tier)
+);
+CREATE INDEX IF NOT EXISTS usage_daily_model ON usage_daily (model_id, day);
+"""
+USAGE_BACKFILL = (
+    "INSERT INTO usage_daily (account_id, day, model_id, modality, tier, requests, credits, input_tokens,"
+    " output_tokens) SELECT account_id, created_ms / 86400000, model_id, modality, tier, COUNT(*), SUM(credits),"
+    " SUM(input_tokens), SUM(output_tokens) FROM ledger WHERE kind IN (5, 6)"
+    " GROUP BY account_id, created_ms / 86400000, model_id, modality, tier"
+)
+
+
+def _add_usage_columns_sqlite(conn: sqlite3.Connection) -> None:
+    """Add the usage columns and indexes to an SQLite ledger that lacks them (idempotent, and safe
+    when several processes open the ledger at once)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+    for name, decl in _USAGE_COLUMNS:
+        if name not in have:
+            try:
+                conn.execute(f"ALTER TABLE ledger ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first
+                    raise
+    for statement in _USAGE_INDEXES:
+        conn.execute(statement)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage_daily'").fetchone() is None:
+            for statement in _USAGE_DAILY.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(USAGE_BACKFILL)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -108,11 +174,13 @@ class SqliteStore:
 
     for_update = ""
     workers = 1
+    binary_collation = " COLLATE BINARY"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite_connect(self.path, _SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        _add_usage_columns_sqlite(self._conn)
         self._lock = threading.Lock()
 
     def _begin_immediate(self) -> None:
@@ -188,6 +256,7 @@ class PostgresStore:
     """The ledger in PostgreSQL, shared by every replica; accounts are locked row by row."""
 
     for_update = " FOR UPDATE"
+    binary_collation = ' COLLATE "C"'
 
     def __init__(self, dsn: str, workers: int = 8) -> None:
         from psycopg_pool import ConnectionPool  # noqa: PLC0415 - only PostgreSQL deployments need it
@@ -199,6 +268,16 @@ class PostgresStore:
             for statement in _SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for name, decl in _USAGE_COLUMNS:
+                conn.execute(f"ALTER TABLE ledger ADD COLUMN IF NOT EXISTS {name} {decl}")
+            for statement in _USAGE_INDEXES:
+                conn.execute(statement)
+            row = conn.execute("SELECT to_regclass('usage_daily')").fetchone()
+            if row is None or row[0] is None:
+                for statement in _USAGE_DAILY.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(USAGE_BACKFILL)
 
     @contextmanager
     def transaction(self) -> Iterator[_PgTx]:
