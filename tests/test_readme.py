@@ -172,8 +172,9 @@ class TestTour:
         """Every CLI command of the tour runs; the pinned one fails with its reason; the image is a PNG."""
         results = live.shell(snippets()["tour"])
         assert len(results[0].stdout.strip().splitlines()) == 28
-        assert "MODEL_MISSING_CAPABILITIES" in results[5].stderr
-        assert results[6].stdout.strip()
+        assert "standard to start (by task)" in results[3].stdout
+        assert "MODEL_MISSING_CAPABILITIES" in results[6].stderr
+        assert results[7].stdout.strip()
         width, height, _ = png_pixels((live.work / "fox.png").read_bytes())
         assert (width, height) == (512, 512)
 

@@ -53,6 +53,9 @@ def _request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", default="", help="speech language (BCP-47)")
     p.add_argument("--pin", default="", metavar="MODEL_ID", help="use exactly this model")
     p.add_argument("--tier", choices=_enum_choice(catalog_pb2.Tier, "TIER_"), help="preferred tier")
+    p.add_argument(
+        "--task", choices=_enum_choice(catalog_pb2.Task, "TASK_"), help="what the request is for (picks the start tier)"
+    )
     p.add_argument("--max-credits", type=int, help="cost cap")
 
 
@@ -79,6 +82,8 @@ def _build_request(args: argparse.Namespace, prompt: str) -> router_pb2.Generate
         req.options.structured_output.json_schema = args.json_schema
     if args.tier:
         req.preferred_tier = catalog_pb2.Tier.Value("TIER_" + args.tier.upper())
+    if args.task:
+        req.task = catalog_pb2.Task.Value("TASK_" + args.task.upper())
     if args.max_credits is not None:
         req.max_credits = args.max_credits
     return req
@@ -237,6 +242,8 @@ def _describe(d: router_pb2.Decision) -> str:
     lines = [
         f"model:     {d.model.id} ({catalog_pb2.Tier.Name(d.model.tier)[5:].lower()}, {d.model.provider})",
         f"mode:      {router_pb2.SelectionMode.Name(d.mode)[15:].lower()}",
+        f"tier:      {catalog_pb2.Tier.Name(d.start_tier)[5:].lower()} to start"
+        + (f" (by {router_pb2.TierRule.Name(d.tier_rule)[10:].lower().replace('_', ' ')})" if d.tier_rule else ""),
         f"credits:   {d.estimated_credits}",
         f"fallbacks: {', '.join(d.fallback_model_ids) or '-'}",
     ]

@@ -30,6 +30,7 @@ from switchboard.types import (
     NotChosen,
     Role,
     SelectionRequest,
+    Task,
     Tier,
     ToolCallEvent,
     ToolSpec,
@@ -37,7 +38,7 @@ from switchboard.types import (
 from switchboard.usage import GroupBy, UsageQuery, UsageReport, UsageTotals, day_text
 from switchboard.v1 import accounts_pb2, catalog_pb2, router_pb2
 
-_E = TypeVar("_E", Modality, Tier, Capability, Role, GroupBy)
+_E = TypeVar("_E", Modality, Tier, Capability, Role, GroupBy, Task)
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _MAX_ID = 256
 _NO_OPTIONS = GenerationOptions()  # a request without options (frozen, so one instance serves all)
@@ -121,6 +122,7 @@ def generation_request(
         assert cap is not None
         caps.append(cap)
     tier = enum_value(Tier, pb.preferred_tier, f"{f}preferred_tier", required=False)
+    task = enum_value(Task, pb.task, f"{f}task", required=False)
 
     content = pb.WhichOneof("content")
     attachments = _attachments(pb.attachments, f"{f}attachments", need_content, limits)
@@ -181,6 +183,7 @@ def generation_request(
         pinned_model_id=_identifier(pb.pinned_model_id.strip(), f"{f}pinned_model_id"),
         preferred_tier=tier,
         max_credits=pb.max_credits if pb.HasField("max_credits") else None,
+        task=task,
         input_tokens=-(-size // 4),
         output_tokens=options.max_output_tokens,
     )
@@ -319,6 +322,7 @@ class Messages:
             not_chosen=[self.not_chosen(n) for n in decision.not_chosen],
             simulated=simulated,
             plan_id=decision.plan_id,
+            tier_rule=int(decision.tier_rule or 0),
         )
 
 
