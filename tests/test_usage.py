@@ -119,6 +119,18 @@ class TestGroups:
         assert report.top_ups == 0
 
 
+class TestExpiredHolds:
+    """A hold the sweeper releases is reported under the model it was taken for."""
+
+    def test_swept_hold_counts_under_its_model(self, ledger: Ledger) -> None:
+        before = keyed(usage(ledger, UsageQuery(account_id="b", model_id="claude-opus-4-6")).groups)
+        ledger.hold("b", "lost", 30, expires_ms=1, usage=ChargeUsage("claude-opus-4-6", 1, 3))
+        assert ledger.sweep() == 1
+        after = keyed(usage(ledger, UsageQuery(account_id="b", model_id="claude-opus-4-6")).groups)
+        assert before == {}
+        assert after == {"claude-opus-4-6": (1, 0, 0, 0)}
+
+
 class TestPages:
     """Groups come in key order, a page at a time."""
 

@@ -156,7 +156,9 @@ class Meter:
             self._slot = True
             try:
                 claim = slots.claim(self.lease, limit) if slots is not None else None
-                record = await b.ledger.hold(acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim)
+                record = await b.ledger.hold(
+                    acct.account_id, self.request.request_id, self.held, b.expiry_ms(), claim, self._usage()
+                )
             except BaseException:
                 if slots is None:
                     await self._release_slot()
@@ -225,11 +227,8 @@ class Meter:
     async def _settle(self, credits: int, note: str, usage: Usage | None = None) -> None:
         lease = self.lease if self._slot and isinstance(self.billing.limiter, LedgerSlots) else ""
         tokens = usage or Usage(self.request.selection.input_tokens, self.delivered_tokens)
-        recorded = ChargeUsage(
-            self.model.id, int(self.model.modality), int(self.model.tier), tokens.input_tokens, tokens.output_tokens
-        )
         result = await self.billing.ledger.settle(
-            self.account.account_id, self.request.request_id, credits, note, lease, recorded
+            self.account.account_id, self.request.request_id, credits, note, lease, self._usage(tokens)
         )
         if lease:
             self._slot = False  # returned in the settlement's transaction
@@ -239,6 +238,12 @@ class Meter:
         self.billing.accounts.remember(result.account.account_id, result.account.plan_id, result.account.balance)
         if not result.closed:
             log.warning("hold_already_settled", request_id=self.request.request_id, note=note)
+
+    def _usage(self, tokens: Usage | None = None) -> ChargeUsage:
+        """What the ledger records for usage reports: the model serving now and the tokens."""
+        t = tokens or Usage()
+        m = self.model
+        return ChargeUsage(m.id, int(m.modality), int(m.tier), t.input_tokens, t.output_tokens)
 
     async def _release_slot(self) -> None:
         if self._slot:

@@ -119,8 +119,8 @@ class ChargeUsage:
     output_tokens: int = 0
 
 
-HoldArgs = tuple[str, str, int, int, "SlotClaim | None"]
-"""The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot."""
+HoldArgs = tuple[str, str, int, int, "SlotClaim | None", "ChargeUsage | None"]
+"""The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot, usage."""
 SettleArgs = tuple[str, str, int, str, str, "ChargeUsage | None"]
 """The arguments of one ``Ledger.settle``: account id, request id, charge, note, lease, usage."""
 
@@ -288,13 +288,21 @@ class Ledger:
             return self._with_held(tx, self._require(tx, account_id)), True
 
     def hold(
-        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+        self,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None = None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         """Reserve ``credits`` for a request, or raise INSUFFICIENT_CREDITS; a request id can
         hold once (DUPLICATE_REQUEST). With ``slot``, a concurrency slot is taken in the same
-        transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds."""
+        transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds.
+        ``usage`` names the model the request starts on: a settlement that records none (a hold
+        the sweeper releases) is reported under it."""
         with self.store.transaction() as tx:
-            return self._hold(tx, account_id, request_id, credits, expires_ms, slot)
+            return self._hold(tx, account_id, request_id, credits, expires_ms, slot, usage)
 
     def hold_many(self, holds: Sequence[HoldArgs]) -> list[AccountRecord | Exception]:
         """``hold`` for each of ``holds``, in order, in one transaction: each in a savepoint, so a
@@ -319,7 +327,14 @@ class Ledger:
         return results
 
     def _hold(
-        self, tx: Tx, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None
+        self,
+        tx: Tx,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         record = self._rollover(tx, self._require(tx, account_id))
         if slot is not None:
@@ -347,6 +362,7 @@ class Ledger:
             -from_topup,
             request_id,
             f"hold:{account_id}:{request_id}",
+            usage=usage,
         )
         return self._with_held(tx, self._require(tx, account_id))
 
@@ -466,6 +482,12 @@ class Ledger:
             )
             return Settlement(self._with_held(tx, record), int(row[0]) if row else 0, closed=False)
         allowance_part, topup_part, period_start = hold
+        if usage is None:  # e.g. the sweeper: report it under the model the hold was taken for
+            row = tx.one(
+                "SELECT model_id, modality, tier FROM ledger WHERE idempotency_key = %s",
+                (f"hold:{account_id}:{request_id}",),
+            )
+            usage = ChargeUsage(str(row[0]), int(row[1]), int(row[2])) if row else None
         spent = max(0, min(charge, allowance_part + topup_part))
         spent_allowance = min(spent, allowance_part)
         back_allowance = allowance_part - spent_allowance
@@ -779,13 +801,19 @@ class AsyncLedger:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args))
 
     async def hold(
-        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+        self,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None = None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         """``Ledger.hold``, grouped with other holds waiting for the ledger thread."""
         if not self._grouped:
             self._holds.transactions += 1
-            return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
-        return await self._holds.submit((account_id, request_id, credits, expires_ms, slot))
+            return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot, usage)
+        return await self._holds.submit((account_id, request_id, credits, expires_ms, slot, usage))
 
     async def settle(
         self,

@@ -1058,8 +1058,8 @@ func (x *GetUsageRequest) GetPageToken() string {
 // UsageGroup is the usage of one group: the group's key, then its totals.
 type UsageGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The serving model, when grouped by model (empty for requests settled without one, such as
-	// holds that expired).
+	// The serving model, when grouped by model (empty for requests settled before the ledger
+	// recorded models).
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// The modality, when grouped by modality.
 	Modality Modality `protobuf:"varint,2,opt,name=modality,proto3,enum=switchboard.v1.Modality" json:"modality,omitempty"`

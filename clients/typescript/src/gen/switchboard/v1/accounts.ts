@@ -323,8 +323,8 @@ export interface GetUsageRequest {
 /** UsageGroup is the usage of one group: the group's key, then its totals. */
 export interface UsageGroup {
   /**
-   * The serving model, when grouped by model (empty for requests settled without one, such as
-   * holds that expired).
+   * The serving model, when grouped by model (empty for requests settled before the ledger
+   * recorded models).
    */
   modelId: string;
   /** The modality, when grouped by modality. */
