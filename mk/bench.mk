@@ -8,10 +8,10 @@ $(GHZ):
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: bench bench-smoke
-bench: $(STAMP) $(GHZ)
+bench: $(STAMP) $(GHZ) ## benchmarks: a table, and JSON in bench-results/ (BENCH_ARGS="...")
 	$(PY) bench/run.py --ghz $(GHZ) $(BENCH_ARGS)
 
-bench-smoke: $(STAMP) $(GHZ)
+bench-smoke: $(STAMP) $(GHZ) ## every benchmark stage for a few seconds
 	$(PY) bench/run.py --ghz $(GHZ) --smoke --out build/bench-smoke
 
 TEST_TARGETS += bench-smoke

@@ -21,15 +21,15 @@ $(TS_STAMP): $(TS_DIR)/package-lock.json
 	touch $@
 
 .PHONY: clients clients-tools check-clients clients-test buf-breaking
-clients-tools: $(STAMP) $(GO_PLUGINS) $(TS_STAMP)
+clients-tools: $(STAMP) $(GO_PLUGINS) $(TS_STAMP) ## the pinned code generators the clients need
 
-clients: clients-tools protos
+clients: clients-tools protos ## regenerate the Go, TypeScript, Java and Python client stubs
 	$(PY) clients/generate.py
 
 check-clients: clients-tools
 	$(PY) clients/generate.py --check
 
-clients-test: clients-tools
+clients-test: clients-tools ## each client's end-to-end test against a live server
 	cd clients/go && SWITCHBOARD_BIN=$(SWITCHBOARD_BIN) go test ./...
 	cd $(TS_DIR) && SWITCHBOARD_BIN=$(SWITCHBOARD_BIN) npm test --silent
 	cd clients/java && mvn -B --no-transfer-progress test -Dswitchboard.bin=$(SWITCHBOARD_BIN) | grep -E "Tests run:|BUILD|ERROR"; test $${PIPESTATUS[0]} -eq 0
@@ -52,4 +52,4 @@ GRPCURL_VERSION := v1.9.3
 	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 .PHONY: grpcurl
-grpcurl: .tools/bin/grpcurl
+grpcurl: .tools/bin/grpcurl ## install grpcurl into .tools/bin

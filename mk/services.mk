@@ -4,7 +4,7 @@
 PG_BINDIR ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 
 .PHONY: services
-services:
+services: ## make sure PostgreSQL and Redis are installed (for the tests)
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \

@@ -203,11 +203,11 @@ class TestGenerate:
         assert png.data.startswith(b"\x89PNG\r\n\x1a\n")
         idat = png.data.index(b"IDAT")
         length = int.from_bytes(png.data[idat - 4 : idat], "big")
-        assert len(zlib.decompress(png.data[idat + 4 : idat + 4 + length])) == 8 * (1 + 8 * 3)
+        assert len(zlib.decompress(png.data[idat + 4 : idat + 4 + length])) == 512 * (1 + 512)  # indexed colour
         wav = results[catalog_pb2.MODALITY_SPEECH]
         with wave.open(io.BytesIO(wav.data)) as w:
             assert w.getnframes() > 0
-            assert w.getframerate() == 8000
+            assert w.getframerate() == 16000
         gif = results[catalog_pb2.MODALITY_VIDEO]
         assert gif.mime_type == "image/gif"
         assert gif.data.startswith(b"GIF89a")

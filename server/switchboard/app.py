@@ -150,6 +150,17 @@ def provider_endpoints(settings: Settings, config: catalog_pb2.Config, name: str
     )
 
 
+def start_facts(settings: Settings) -> tuple[int, list[str]]:
+    """How many API keys the config lists and which models the simulator would answer, without
+    opening the ledger: what a supervisor of several workers reports once for all of them."""
+    config, name = load_config(settings.config_path)
+    catalog = build_catalog(config, name)
+    simulator = SimulatedProvider(settings.simulation) if settings.allow_simulated else None
+    registry = ProviderRegistry(catalog.models, real_adapters(provider_endpoints(settings, config, name)), simulator)
+    asyncio.run(registry.close())
+    return len(config.api_keys), registry.simulated_model_ids
+
+
 def build_app(settings: Settings, adapters: Mapping[str, Provider] | None = None, reuse: App | None = None) -> App:
     """Load the config and wire the core to its adapters; raises ConfigError on a bad config.
 

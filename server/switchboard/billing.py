@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from switchboard.errors import BackendUnavailableError, ExhaustedError, HoldLostError, NotFoundError, ShuttingDownError
-from switchboard.ledger import AsyncLedger, SlotClaim
+from switchboard.ledger import AsyncLedger, ChargeUsage, SlotClaim
 from switchboard.limiter import SlotLimiter
 from switchboard.selection import Selector
 from switchboard.types import (
@@ -45,6 +45,7 @@ from switchboard.types import (
     ReasoningChunk,
     TextChunk,
     ToolCallEvent,
+    Usage,
 )
 
 log = structlog.get_logger("switchboard")
@@ -185,7 +186,7 @@ class Meter:
             started = time.monotonic()
             try:
                 record = await b.ledger.hold(
-                    acct.account_id, self.request.request_id, self.held, b.expiry_ms(), self._claim
+                    acct.account_id, self.request.request_id, self.held, b.expiry_ms(), self._claim, self._usage()
                 )
             except BaseException:
                 if self._claim is None:
@@ -239,10 +240,11 @@ class Meter:
         elif isinstance(event, Artifact | ToolCallEvent | Citation):
             self.delivered = True
 
-    async def complete(self, credits: int) -> None:
-        """Charge a completed generation's actual cost (HOLD_LOST when the hold is gone)."""
+    async def complete(self, credits: int, usage: Usage | None = None) -> None:
+        """Charge a completed generation's actual cost (HOLD_LOST when the hold is gone; ``usage``:
+        the tokens the provider reported)."""
         await self.check()
-        await self._settle(credits, "completed")
+        await self._settle(credits, "completed", usage)
         if self.charged < min(credits, self.held):
             self._lost = "credit hold"
             await self.check()
@@ -285,10 +287,11 @@ class Meter:
             )
         return 0, "provider failed mid-stream"
 
-    async def _settle(self, credits: int, note: str) -> None:
+    async def _settle(self, credits: int, note: str, usage: Usage | None = None) -> None:
         lease = self.lease if self._slot and self._claim is not None else ""
+        tokens = usage or Usage(self.request.selection.input_tokens, self.delivered_tokens)
         result = await self.billing.ledger.settle(
-            self.account.account_id, self.request.request_id, credits, note, lease
+            self.account.account_id, self.request.request_id, credits, note, lease, self._usage(tokens)
         )
         if lease:
             self._slot = False  # returned in the settlement's transaction
@@ -298,6 +301,12 @@ class Meter:
         self.billing.accounts.remember(result.account.account_id, result.account.plan_id, result.account.balance)
         if not result.closed:
             log.warning("hold_already_settled", request_id=self.request.request_id, note=note)
+
+    def _usage(self, tokens: Usage | None = None) -> ChargeUsage:
+        """What the ledger records for usage reports: the model serving now and the tokens."""
+        t = tokens or Usage()
+        m = self.model
+        return ChargeUsage(m.id, int(m.modality), int(m.tier), t.input_tokens, t.output_tokens)
 
     async def _release_slot(self) -> None:
         if self._slot:

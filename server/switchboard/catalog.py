@@ -17,7 +17,7 @@ import yaml
 from google.protobuf import json_format
 
 from switchboard.errors import ConfigError
-from switchboard.types import Capability, Catalog, Modality, ModalityDefault, Model, Plan, Price, Tier
+from switchboard.types import Capability, Catalog, Modality, ModalityDefault, Model, Plan, Price, Task, Tier
 from switchboard.v1 import catalog_pb2
 
 DEFAULT_CONFIG = "default.yaml"
@@ -101,7 +101,7 @@ def load_catalog(path: str | Path | None) -> Catalog:
     return build_catalog(config, name)
 
 
-def _enum(cls: type[Modality] | type[Tier] | type[Capability], value: int) -> Any:
+def _enum(cls: type[Modality] | type[Tier] | type[Capability] | type[Task], value: int) -> Any:
     try:
         return cls(value)
     except ValueError:
@@ -229,7 +229,18 @@ def _plan(p: catalog_pb2.Plan, where: str, models: dict[str, Model], problems: l
                 problems.append(f"{where}: defaults[{j}]: unknown preferred model {mid!r}")
             elif model.modality is not modality:
                 problems.append(f"{where}: defaults[{j}]: preferred model {mid!r} is not a {modality.name} model")
-        defaults[modality] = ModalityDefault(tier=tier, preferred_model_ids=tuple(d.preferred_model_ids))
+        task_tiers: dict[Task, Tier] = {}
+        for k, tt in enumerate(d.task_tiers):
+            task, task_tier = _enum(Task, tt.task), _enum(Tier, tt.tier)
+            if task is None or task_tier is None:
+                problems.append(f"{where}: defaults[{j}].task_tiers[{k}] needs a task and a tier")
+            elif task in task_tiers:
+                problems.append(f"{where}: defaults[{j}].task_tiers[{k}]: a second entry for {task.name}")
+            else:
+                task_tiers[task] = task_tier
+        defaults[modality] = ModalityDefault(
+            tier=tier, preferred_model_ids=tuple(d.preferred_model_ids), task_tiers=task_tiers
+        )
     if len(problems) > start:
         return None
     return Plan(

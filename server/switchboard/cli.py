@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from switchboard import auth
 from switchboard.errors import ConfigError
 from switchboard.settings import Settings, add_serve_arguments, settings_from_args
-from switchboard.v1 import catalog_pb2, router_pb2, router_pb2_grpc
+from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -52,6 +54,9 @@ def _request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", default="", help="speech language (BCP-47)")
     p.add_argument("--pin", default="", metavar="MODEL_ID", help="use exactly this model")
     p.add_argument("--tier", choices=_enum_choice(catalog_pb2.Tier, "TIER_"), help="preferred tier")
+    p.add_argument(
+        "--task", choices=_enum_choice(catalog_pb2.Task, "TASK_"), help="what the request is for (picks the start tier)"
+    )
     p.add_argument("--max-credits", type=int, help="cost cap")
 
 
@@ -78,6 +83,8 @@ def _build_request(args: argparse.Namespace, prompt: str) -> router_pb2.Generate
         req.options.structured_output.json_schema = args.json_schema
     if args.tier:
         req.preferred_tier = catalog_pb2.Tier.Value("TIER_" + args.tier.upper())
+    if args.task:
+        req.task = catalog_pb2.Task.Value("TASK_" + args.task.upper())
     if args.max_credits is not None:
         req.max_credits = args.max_credits
     return req
@@ -166,6 +173,8 @@ async def _client(args: argparse.Namespace) -> int:
     async with _channel(args) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         try:
+            if args.command == "usage":
+                return await _usage(accounts_pb2_grpc.AccountServiceStub(channel), args)
             if args.command == "models":
                 return await _models(stub, args)
             if args.command == "select":
@@ -177,6 +186,61 @@ async def _client(args: argparse.Namespace) -> int:
             return await _generate(stub, args)
         except grpc.aio.AioRpcError as exc:
             return _error(exc)
+
+
+def _day_start(text: str) -> timestamp_pb2.Timestamp:
+    day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    return timestamp_pb2.Timestamp(seconds=int(day.timestamp()))
+
+
+async def _usage(stub: accounts_pb2_grpc.AccountServiceStub, args: argparse.Namespace) -> int:
+    """Every page of GetUsage for the account (or, with --model and no account, across accounts)."""
+    req = accounts_pb2.GetUsageRequest(
+        account_id=args.account_id or "",
+        model_id=args.model or "",
+        group_by=accounts_pb2.UsageGroupBy.Value("USAGE_GROUP_BY_" + args.by.upper()),
+        page_size=500,
+    )
+    if args.since:
+        req.start_time.CopyFrom(args.since)
+    if args.until:
+        req.end_time.CopyFrom(args.until)
+    pages = [await stub.GetUsage(req, timeout=args.timeout)]
+    while pages[-1].next_page_token:
+        req.page_token = pages[-1].next_page_token
+        pages.append(await stub.GetUsage(req, timeout=args.timeout))
+    first = pages[0]
+    if args.json:
+        groups = [json_format.MessageToDict(g) for page in pages for g in page.groups]
+        whole = json_format.MessageToDict(first)
+        whole["groups"] = groups
+        whole.pop("nextPageToken", None)
+        print(json.dumps(whole, indent=2))
+        return 0
+    start, end = first.start_time.ToDatetime(UTC), first.end_time.ToDatetime(UTC)
+    print(
+        f"usage of {args.account_id or 'every account'}{' on ' + args.model if args.model else ''}"
+        f" from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    )
+    print(f"{args.by:42} {'requests':>9} {'credits':>9} {'tokens in':>10} {'tokens out':>10}")
+    for page in pages:
+        for g in page.groups:
+            key = {
+                "model": g.model_id or "(none)",
+                "account": g.account_id,
+                "day": g.day,
+                "modality": catalog_pb2.Modality.Name(g.modality)[9:].lower(),
+                "tier": catalog_pb2.Tier.Name(g.tier)[5:].lower(),
+            }[args.by]
+            print(f"{key:42} {g.requests:>9} {g.credits:>9} {g.input_tokens:>10} {g.output_tokens:>10}")
+    t = first.total
+    print(f"{'total':42} {t.requests:>9} {t.credits:>9} {t.input_tokens:>10} {t.output_tokens:>10}")
+    if args.account_id:
+        print(
+            f"top-ups {first.top_up_credits}, allowance granted {first.allowance_granted_credits},"
+            f" allowance expired {first.allowance_expired_credits}"
+        )
+    return 0
 
 
 async def _models(stub: router_pb2_grpc.RouterServiceStub, args: argparse.Namespace) -> int:
@@ -203,6 +267,8 @@ def _describe(d: router_pb2.Decision) -> str:
     lines = [
         f"model:     {d.model.id} ({catalog_pb2.Tier.Name(d.model.tier)[5:].lower()}, {d.model.provider})",
         f"mode:      {router_pb2.SelectionMode.Name(d.mode)[15:].lower()}",
+        f"tier:      {catalog_pb2.Tier.Name(d.start_tier)[5:].lower()} to start"
+        + (f" (by {router_pb2.TierRule.Name(d.tier_rule)[10:].lower().replace('_', ' ')})" if d.tier_rule else ""),
         f"credits:   {d.estimated_credits}",
         f"fallbacks: {', '.join(d.fallback_model_ids) or '-'}",
     ]
@@ -244,6 +310,17 @@ async def _generate(stub: router_pb2_grpc.RouterServiceStub, args: argparse.Name
     return 0
 
 
+def _client_arguments(p: argparse.ArgumentParser) -> None:
+    """The target, deadline, output and credential flags of every client command."""
+    p.add_argument("--target", default=os.environ.get("SWITCHBOARD_TARGET", DEFAULT_TARGET))
+    p.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+    p.add_argument("--json", action="store_true", help="print the response as JSON")
+    p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="sent as a Bearer token")
+    p.add_argument("--tls-ca", help="PEM CA bundle that signed the server's certificate: use TLS")
+    p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``switchboard`` command."""
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
@@ -256,13 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("generate", "stream a generation to the terminal"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--target", default=os.environ.get("SWITCHBOARD_TARGET", DEFAULT_TARGET))
-        p.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
-        p.add_argument("--json", action="store_true", help="print the response as JSON")
-        p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="sent as a Bearer token")
-        p.add_argument("--tls-ca", help="PEM CA bundle that signed the server's certificate: use TLS")
-        p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
-        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+        _client_arguments(p)
         if name == "models":
             p.add_argument("--modality", choices=_enum_choice(catalog_pb2.Modality, "MODALITY_"))
             p.add_argument("--provider")
@@ -270,6 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("prompt", nargs="?", default="Hello")
             _request_arguments(p)
             p.add_argument("--output", help="generate: where to write an image, video or audio artifact")
+    use = sub.add_parser("usage", help="what an account spent: requests, credits and tokens (admin key)")
+    use.add_argument("account_id", nargs="?", default="", help="the account (omit with --model: every account)")
+    use.add_argument("--model", help="only this model (without an account: this model across accounts)")
+    use.add_argument("--by", choices=("model", "modality", "tier", "day", "account"), default="model")
+    use.add_argument("--since", type=_day_start, metavar="YYYY-MM-DD", help="from this UTC day (default: the period)")
+    use.add_argument("--until", type=_day_start, metavar="YYYY-MM-DD", help="to the start of this UTC day, exclusive")
+    _client_arguments(use)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     new = keys.add_parser("new", help="print a new API key and its config entry")
     new.add_argument("--role", choices=("caller", "admin"), default="caller")

@@ -11,7 +11,9 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from google.protobuf import timestamp_pb2
 
 from switchboard.errors import InvalidRequestError
 from switchboard.generation import Outcome
@@ -32,13 +34,15 @@ from switchboard.types import (
     ReasoningChunk,
     Role,
     SelectionRequest,
+    Task,
     Tier,
     ToolCallEvent,
     ToolSpec,
 )
-from switchboard.v1 import catalog_pb2, router_pb2
+from switchboard.usage import GroupBy, UsageQuery, UsageReport, UsageTotals, day_text
+from switchboard.v1 import accounts_pb2, catalog_pb2, router_pb2
 
-_E = TypeVar("_E", Modality, Tier, Capability, Role)
+_E = TypeVar("_E", Modality, Tier, Capability, Role, GroupBy, Task)
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _MAX_ID = 256
 _NO_OPTIONS = GenerationOptions()  # a request without options (frozen, so one instance serves all)
@@ -129,6 +133,7 @@ def generation_request(
         assert cap is not None
         caps.append(cap)
     tier = enum_value(Tier, pb.preferred_tier, f"{f}preferred_tier", required=False)
+    task = enum_value(Task, pb.task, f"{f}task", required=False)
 
     content = pb.WhichOneof("content")
     attachments = _attachments(pb.attachments, f"{f}attachments", need_content, limits)
@@ -189,6 +194,7 @@ def generation_request(
         pinned_model_id=_identifier(pb.pinned_model_id.strip(), f"{f}pinned_model_id"),
         preferred_tier=tier,
         max_credits=pb.max_credits if pb.HasField("max_credits") else None,
+        task=task,
         input_tokens=-(-size // 4),
         output_tokens=options.max_output_tokens,
     )
@@ -362,6 +368,7 @@ class Messages:
             not_chosen=[self.not_chosen(n) for n in decision.not_chosen],
             simulated=simulated,
             plan_id=decision.plan_id,
+            tier_rule=int(decision.tier_rule or 0),
         )
 
 
@@ -408,4 +415,64 @@ def citation_pb(citation: Citation) -> router_pb2.GenerateResponse:
             end_index=citation.end_index,
             cited_text=citation.cited_text,
         )
+    )
+
+
+def usage_query(request: Any) -> UsageQuery:
+    """A GetUsageRequest as the usage core's query (INVALID_ENUM_VALUE for an unknown grouping)."""
+
+    def ms(field: str) -> int | None:
+        if not request.HasField(field):
+            return None
+        ts = getattr(request, field)
+        return int(ts.seconds) * 1000 + int(ts.nanos) // 1_000_000
+
+    group_by = enum_value(GroupBy, int(request.group_by), "group_by", required=False) or GroupBy.MODEL
+    return UsageQuery(
+        account_id=request.account_id.strip(),
+        model_id=request.model_id.strip(),
+        start_ms=ms("start_time"),
+        end_ms=ms("end_time"),
+        group_by=group_by,
+        page_size=int(request.page_size),
+        page_token=request.page_token,
+    )
+
+
+def _ms_timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _usage_group(totals: UsageTotals, group_by: GroupBy | None) -> accounts_pb2.UsageGroup:
+    group = accounts_pb2.UsageGroup(
+        requests=totals.requests,
+        credits=totals.credits,
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
+    )
+    key = totals.key
+    if group_by is GroupBy.MODEL:
+        group.model_id = str(key)
+    elif group_by is GroupBy.ACCOUNT:
+        group.account_id = str(key)
+    elif group_by is GroupBy.MODALITY:
+        group.modality = int(key or 0)
+    elif group_by is GroupBy.TIER:
+        group.tier = int(key or 0)
+    elif group_by is GroupBy.DAY:
+        group.day = day_text(int(key or 0))
+    return group
+
+
+def usage_response(report: UsageReport) -> accounts_pb2.GetUsageResponse:
+    """A usage report as a GetUsageResponse."""
+    return accounts_pb2.GetUsageResponse(
+        start_time=_ms_timestamp(report.start_ms),
+        end_time=_ms_timestamp(report.end_ms),
+        groups=[_usage_group(g, report.group_by) for g in report.groups],
+        next_page_token=report.next_page_token,
+        total=_usage_group(report.total, None),
+        top_up_credits=report.top_ups,
+        allowance_granted_credits=report.allowance_granted,
+        allowance_expired_credits=report.allowance_expired,
     )

@@ -120,10 +120,22 @@ class SlotClaim:
     expires_ms: int
 
 
-HoldArgs = tuple[str, str, int, int, "SlotClaim | None"]
-"""The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot."""
-SettleArgs = tuple[str, str, int, str, str]
-"""The arguments of one ``Ledger.settle``: account id, request id, charge, note, lease."""
+@dataclass(frozen=True, slots=True)
+class ChargeUsage:
+    """What a settlement records beside the credits, for usage reports: the serving model, its
+    modality and tier (the numbers of ``Modality`` and ``Tier``), and the tokens used."""
+
+    model_id: str
+    modality: int
+    tier: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+HoldArgs = tuple[str, str, int, int, "SlotClaim | None", "ChargeUsage | None"]
+"""The arguments of one ``Ledger.hold``: account id, request id, credits, expiry (ms), slot, usage."""
+SettleArgs = tuple[str, str, int, str, str, "ChargeUsage | None"]
+"""The arguments of one ``Ledger.settle``: account id, request id, charge, note, lease, usage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +172,9 @@ class Store(Protocol):
 
     workers: int
     """How many threads may run transactions at once."""
+
+    binary_collation: str
+    """A COLLATE clause ordering text by its bytes, so both backends sort keys alike."""
 
     def transaction(self) -> AbstractContextManager[Tx]:
         """A write transaction, committed on exit or rolled back on error."""
@@ -331,13 +346,21 @@ class Ledger:
             return self._with_held(tx, self._require(tx, account_id)), True
 
     def hold(
-        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+        self,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None = None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         """Reserve ``credits`` for a request, or raise INSUFFICIENT_CREDITS; a request id can
         hold once (DUPLICATE_REQUEST). With ``slot``, a concurrency slot is taken in the same
-        transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds."""
+        transaction (CONCURRENCY_LIMIT), so one round trip checks the limit, the balance and holds.
+        ``usage`` names the model the request starts on: a settlement that records none (a hold
+        the sweeper releases) is reported under it."""
         with self.store.transaction() as tx:
-            return self._hold(tx, account_id, request_id, credits, expires_ms, slot)
+            return self._hold(tx, account_id, request_id, credits, expires_ms, slot, usage)
 
     def hold_many(self, holds: Sequence[HoldArgs]) -> list[AccountRecord | Exception]:
         """``hold`` for each of ``holds``, in order, in one transaction: each in a savepoint, so a
@@ -362,7 +385,14 @@ class Ledger:
         return results
 
     def _hold(
-        self, tx: Tx, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None
+        self,
+        tx: Tx,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         _check_amount(credits)
         record = self._rollover(tx, self._require(tx, account_id))
@@ -401,6 +431,7 @@ class Ledger:
             -from_topup,
             request_id,
             f"hold:{account_id}:{request_id}",
+            usage=usage,
         )
         return self._with_held(tx, self._require(tx, account_id))
 
@@ -492,19 +523,36 @@ class Ledger:
             (account_id, slot.lease, slot.expires_ms, self.owner, self.incarnation),
         )
 
-    def settle(self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = "") -> Settlement:
+    def settle(
+        self,
+        account_id: str,
+        request_id: str,
+        charge: int,
+        note: str = "",
+        lease: str = "",
+        usage: ChargeUsage | None = None,
+    ) -> Settlement:
         """Close a hold: spend ``min(charge, held)`` (allowance part first) and return the rest.
         ``charge`` 0 is a release. Settling twice changes nothing. ``lease`` names a slot to
-        return in the same transaction."""
+        return in the same transaction; ``usage`` is recorded with the settlement's entry."""
         with self.store.transaction() as tx:
-            return self._settle(tx, account_id, request_id, charge, note, lease)
+            return self._settle(tx, account_id, request_id, charge, note, lease, usage)
 
     def settle_many(self, settlements: Sequence[SettleArgs]) -> list[Settlement | Exception]:
         """``settle`` for each of ``settlements``, in order, in one transaction (a savepoint each,
         as ``hold_many``)."""
         return self._each_in_savepoint(self._settle, settlements)
 
-    def _settle(self, tx: Tx, account_id: str, request_id: str, charge: int, note: str, lease: str) -> Settlement:
+    def _settle(
+        self,
+        tx: Tx,
+        account_id: str,
+        request_id: str,
+        charge: int,
+        note: str,
+        lease: str,
+        usage: ChargeUsage | None = None,
+    ) -> Settlement:
         if lease:
             tx.run("DELETE FROM slots WHERE account_id = %s AND lease = %s", (account_id, lease))
         record = self._rollover(tx, self._require(tx, account_id))
@@ -515,6 +563,12 @@ class Ledger:
             )
             return Settlement(self._with_held(tx, record), int(row[0]) if row else 0, closed=False)
         allowance_part, topup_part, period_start = hold
+        if usage is None:  # e.g. the sweeper: report it under the model the hold was taken for
+            row = tx.one(
+                "SELECT model_id, modality, tier FROM ledger WHERE idempotency_key = %s",
+                (f"hold:{account_id}:{request_id}",),
+            )
+            usage = ChargeUsage(str(row[0]), int(row[1]), int(row[2])) if row else None
         spent = max(0, min(charge, allowance_part + topup_part))
         spent_allowance = min(spent, allowance_part)
         back_allowance = allowance_part - spent_allowance
@@ -537,6 +591,7 @@ class Ledger:
             f"settle:{account_id}:{request_id}",
             credits=spent,
             note=note,
+            usage=usage,
         )
         return Settlement(self._with_held(tx, self._require(tx, account_id)), spent, closed=True)
 
@@ -675,6 +730,7 @@ class Ledger:
         *,
         credits: int = 0,
         note: str = "",
+        usage: ChargeUsage | None = None,
     ) -> None:
         self._journal(
             tx,
@@ -686,6 +742,7 @@ class Ledger:
             request_id=request_id,
             credits=credits,
             note=note,
+            usage=usage,
         )
         tx.run(
             "UPDATE accounts SET allowance = allowance + %s, topup = topup + %s WHERE account_id = %s",
@@ -704,10 +761,14 @@ class Ledger:
         request_id: str = "",
         credits: int = 0,
         note: str = "",
+        usage: ChargeUsage | None = None,
     ) -> None:
+        u = usage or _NO_USAGE
+        now_ms = int(self.clock().timestamp() * 1000)
         tx.run(
             "INSERT INTO ledger (account_id, kind, amount, allowance_delta, topup_delta, credits, request_id,"
-            " idempotency_key, note, created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " idempotency_key, note, created_ms, model_id, modality, tier, input_tokens, output_tokens)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 account_id,
                 int(kind),
@@ -718,9 +779,29 @@ class Ledger:
                 request_id,
                 key,
                 note,
-                int(self.clock().timestamp() * 1000),
+                now_ms,
+                u.model_id,
+                u.modality,
+                u.tier,
+                u.input_tokens,
+                u.output_tokens,
             ),
         )
+        if kind in (EntryKind.CHARGE, EntryKind.RELEASE):
+            # Kept with the entry, in its transaction: whole days of usage are read from here.
+            day = now_ms // 86_400_000
+            tx.run(
+                "INSERT INTO usage_daily (account_id, day, model_id, modality, tier, requests, credits, input_tokens,"
+                " output_tokens) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)"
+                " ON CONFLICT (account_id, day, model_id, modality, tier) DO UPDATE SET"
+                " requests = usage_daily.requests + 1, credits = usage_daily.credits + excluded.credits,"
+                " input_tokens = usage_daily.input_tokens + excluded.input_tokens,"
+                " output_tokens = usage_daily.output_tokens + excluded.output_tokens",
+                (account_id, day, u.model_id, u.modality, u.tier, credits, u.input_tokens, u.output_tokens),
+            )
+
+
+_NO_USAGE = ChargeUsage("", 0, 0)
 
 
 class _Group(Generic[R]):
@@ -885,21 +966,33 @@ class AsyncLedger:
         self.ledger.plans = plans
 
     async def hold(
-        self, account_id: str, request_id: str, credits: int, expires_ms: int, slot: SlotClaim | None = None
+        self,
+        account_id: str,
+        request_id: str,
+        credits: int,
+        expires_ms: int,
+        slot: SlotClaim | None = None,
+        usage: ChargeUsage | None = None,
     ) -> AccountRecord:
         """``Ledger.hold``, grouped with other holds waiting for the ledger thread."""
         if not self._grouped:
             self._holds.transactions += 1
-            return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot)
-        return await self._reach(self._holds.submit((account_id, request_id, credits, expires_ms, slot)))
+            return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot, usage)
+        return await self._reach(self._holds.submit((account_id, request_id, credits, expires_ms, slot, usage)))
 
     async def settle(
-        self, account_id: str, request_id: str, charge: int, note: str = "", lease: str = ""
+        self,
+        account_id: str,
+        request_id: str,
+        charge: int,
+        note: str = "",
+        lease: str = "",
+        usage: ChargeUsage | None = None,
     ) -> Settlement:
         """``Ledger.settle``, grouped with other settlements waiting for the ledger thread."""
         if not self._grouped:
-            return await self.call(self.ledger.settle, account_id, request_id, charge, note, lease)
-        return await self._reach(self._settles.submit((account_id, request_id, charge, note, lease)))
+            return await self.call(self.ledger.settle, account_id, request_id, charge, note, lease, usage)
+        return await self._reach(self._settles.submit((account_id, request_id, charge, note, lease, usage)))
 
     def close(self) -> None:
         """Stop the threads and close the store."""

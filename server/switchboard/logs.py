@@ -54,10 +54,18 @@ def merge_call_fields(_logger: Any, _method: str, event: MutableMapping[str, Any
     return event
 
 
+def resolve_format(log_format: str, is_terminal: bool) -> str:
+    """``json`` or ``console``: ``auto`` is the console format on a terminal and JSON otherwise."""
+    if log_format == "auto":
+        return "console" if is_terminal else "json"
+    return log_format
+
+
 def configure_logging(log_format: str = "json", level: str = "info") -> None:
-    """Configure structlog once for the process."""
+    """Configure structlog once for the process (``log_format``: json, console or auto)."""
+    fmt = resolve_format(log_format, sys.stdout.isatty())
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     )
     threshold = logging.getLevelNamesMapping()[level.upper()]
     _INFO[0] = threshold <= logging.INFO

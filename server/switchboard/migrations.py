@@ -53,6 +53,14 @@ class Migration:
         return [s.strip() for s in text.format(serial=_SERIAL[dialect]).split(";") if s.strip()]
 
 
+USAGE_BACKFILL = (
+    "INSERT INTO usage_daily (account_id, day, model_id, modality, tier, requests, credits, input_tokens,"
+    " output_tokens) SELECT account_id, created_ms / 86400000, model_id, modality, tier, COUNT(*), SUM(credits),"
+    " SUM(input_tokens), SUM(output_tokens) FROM ledger WHERE kind IN (5, 6)"
+    " GROUP BY account_id, created_ms / 86400000, model_id, modality, tier"
+)
+"""Fills ``usage_daily`` from the journal's settlements (charges and releases)."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -131,7 +139,35 @@ ALTER TABLE slots ADD COLUMN incarnation BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX holds_owner ON holds (owner, state)
 """,
     ),
-    # The next migration is version 5: append it here.
+    Migration(
+        5,
+        "what each settlement records for usage reports (model, modality, tier, tokens), and settlements"
+        " summed per account, UTC day and model, filled from the journal's settlements",
+        """
+ALTER TABLE ledger ADD COLUMN model_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE ledger ADD COLUMN modality INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN tier INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN input_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN output_tokens BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX ledger_account_kind_time ON ledger (account_id, kind, created_ms);
+CREATE INDEX ledger_model_time ON ledger (model_id, created_ms);
+CREATE TABLE usage_daily (
+  account_id TEXT NOT NULL,
+  day BIGINT NOT NULL,
+  model_id TEXT NOT NULL,
+  modality INTEGER NOT NULL,
+  tier INTEGER NOT NULL,
+  requests BIGINT NOT NULL,
+  credits BIGINT NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  PRIMARY KEY (account_id, day, model_id, modality, tier)
+);
+CREATE INDEX usage_daily_model ON usage_daily (model_id, day);
+"""
+        + USAGE_BACKFILL,
+    ),
+    # The next migration is version 6: append it here.
 )
 
 LATEST = MIGRATIONS[-1].version

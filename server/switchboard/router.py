@@ -67,7 +67,7 @@ class Completed:
 
     async def commit(self) -> None:
         """Charge the credits (HOLD_LOST when the hold was swept meanwhile)."""
-        await self._meter.complete(self.credits_charged)
+        await self._meter.complete(self.credits_charged, self.outcome.usage)
         self.credits_charged = self._meter.charged
         self.balance_remaining = self._meter.balance
 

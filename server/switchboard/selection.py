@@ -46,6 +46,7 @@ from switchboard.types import (
     SelectionMode,
     SelectionRequest,
     Tier,
+    TierRule,
 )
 
 _TOKEN = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
@@ -236,7 +237,7 @@ class Selector:
     def _automatic(self, request: SelectionRequest, account: AccountState, health: HealthView) -> Decision:
         req = request.requirements
         plan = account.plan
-        start = request.preferred_tier or plan.default_for(req.modality).tier
+        start, rule = start_tier(plan, req.modality, request)
         static = self._static_for(plan, req, start)
         if not static.candidates:
             raise self._no_capable_model(req)
@@ -251,10 +252,10 @@ class Selector:
                 reasons.append(NotChosenReason.CANNOT_AFFORD)
             else:
                 reasons.append(None)
-        key = (plan.id, req, start, tuple(reasons), costs, request.max_credits, account.balance)
+        key = (plan.id, req, start, rule, tuple(reasons), costs, request.max_credits, account.balance)
         decision = self._decisions.get(key)
         if decision is None:
-            decision = self._assemble(static, reasons, costs, request, account, start)
+            decision = self._assemble(static, reasons, costs, request, account, start, rule)
             if len(self._decisions) >= self._CACHE_LIMIT:
                 self._decisions.clear()
             self._decisions[key] = decision
@@ -268,6 +269,7 @@ class Selector:
         request: SelectionRequest,
         account: AccountState,
         start: Tier,
+        rule: TierRule,
     ) -> Decision:
         chain = [m for m, r in zip(static.candidates, reasons, strict=True) if r is None]
         if not chain:
@@ -299,6 +301,7 @@ class Selector:
             start_tier=start,
             not_chosen=not_chosen,
             plan_id=account.plan.id,
+            tier_rule=rule,
         )
 
     def _static_for(self, plan: Plan, req: Requirements, start: Tier) -> _Static:
@@ -397,6 +400,17 @@ class Selector:
         if not model.price.per_1k_output_tokens:
             output = 0
         return model.price.cost(request.input_tokens, output)
+
+
+def start_tier(plan: Plan, modality: Modality, request: SelectionRequest) -> tuple[Tier, TierRule]:
+    """Where automatic selection starts, and the rule that says so: the request's preferred tier,
+    else the plan's tier for the request's task, else the plan's default tier for the modality."""
+    if request.preferred_tier is not None:
+        return request.preferred_tier, TierRule.PREFERRED_TIER
+    defaults = plan.default_for(modality)
+    if request.task is not None and request.task in defaults.task_tiers:
+        return defaults.task_tiers[request.task], TierRule.TASK
+    return defaults.tier, TierRule.PLAN_DEFAULT
 
 
 def insufficient_credits(balance: int, price: int, model_id: str) -> ExhaustedError:

@@ -26,7 +26,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import multiprocess
 
-from switchboard.app import App, build_app
+from switchboard.app import App, build_app, start_facts
 from switchboard.billing import sweep_forever
 from switchboard.catalog import load_catalog
 from switchboard.errors import ConfigError
@@ -301,6 +301,26 @@ async def create_server(settings: Settings, app: App | None = None) -> ServerHan
     return handle
 
 
+def log_start_notices(settings: Settings, api_keys: int, simulated: list[str]) -> None:
+    """The start-up notices a person must see once: how callers are authenticated, and which
+    models the built-in simulator answers."""
+    if api_keys:
+        log.info("auth", mode="api_keys", api_keys=api_keys)
+    else:
+        log.warning(
+            "auth",
+            mode="open",
+            message="the config lists no api_keys: every caller is allowed (only safe on loopback)",
+            listen=settings.listen,
+        )
+    if simulated:
+        log.warning(
+            "simulated_provider",
+            message="these models have no provider credentials and are answered by the built-in simulator",
+            models=simulated,
+        )
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     configure_logging(settings.log_format, settings.log_level)
@@ -317,21 +337,8 @@ async def serve(settings: Settings) -> None:
         tls="mutual" if settings.tls_client_ca else ("on" if settings.tls_cert else "off"),
         metrics_port=handle.metrics_port,
     )
-    if handle.app.keys.enabled:
-        log.info("auth", mode="api_keys", api_keys=len(handle.app.keys))
-    else:
-        log.warning(
-            "auth",
-            mode="open",
-            message="the config lists no api_keys: every caller is allowed (only safe on loopback)",
-            listen=settings.listen,
-        )
-    if simulated:
-        log.warning(
-            "simulated_provider",
-            message="these models have no provider credentials and are answered by the built-in simulator",
-            models=simulated,
-        )
+    if not settings.supervised:  # with --workers N the supervisor prints them once
+        log_start_notices(settings, len(handle.app.keys), simulated)
     if settings.port_file:
         Path(settings.port_file).write_text(f"{handle.port}\n", encoding="utf-8")  # noqa: ASYNC240 - once, at start-up
     stop = asyncio.Event()
@@ -427,6 +434,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
     open_store(settings.ledger, 1).close()  # so does a ledger schema newer than this build; else it is migrated once
     if settings.tls_cert or settings.tls_key:
         server_credentials(settings)  # so do bad TLS files
+    log_start_notices(settings, *start_facts(settings))
     host, _, port_text = settings.listen.rpartition(":")
     port = int(port_text)
     if port == 0:
@@ -451,6 +459,7 @@ def supervise(settings: Settings, argv: list[str]) -> int:
                 "--workers",
                 "1",
                 "--reuse-port",
+                "--supervised",
                 "--listen",
                 f"{host}:{port}",
                 "--limiter",

@@ -11,7 +11,7 @@ import grpc
 import structlog
 from google.protobuf import timestamp_pb2
 
-from switchboard import convert, logs
+from switchboard import convert, logs, usage
 from switchboard.app import App
 from switchboard.errors import InvalidRequestError, NotFoundError
 from switchboard.generation import FallbackNotice
@@ -233,6 +233,14 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         ]
         token = _encode_token(entries[-1].sequence) if more and entries else ""
         return accounts_pb2.ListLedgerEntriesResponse(entries=out, next_page_token=token)
+
+    async def GetUsage(
+        self, request: accounts_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.GetUsageResponse:
+        """Requests, credits and tokens of a time range, grouped, from the ledger."""
+        query = convert.usage_query(request)
+        led = self.app.ledger
+        return convert.usage_response(await led.call(usage.usage, led.ledger, query))
 
 
 def _encode_token(sequence: int) -> str:

@@ -24,7 +24,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     config_path: str | None = None
     port_file: str | None = None
-    log_format: str = "json"
+    log_format: str = "auto"  # auto: console when stdout is a terminal, else JSON lines
     log_level: str = "info"
     grace_s: float = 10.0
     allow_simulated: bool = True
@@ -47,6 +47,7 @@ class Settings:
     # holds and slots its previous incarnation left at once. Empty: the listen address (with a
     # fixed port) and worker index name it; with port 0 nothing is reclaimed.
     instance_id: str = ""
+    supervised: bool = False  # a worker of `--workers N`: the supervisor prints the start-up notices
     # Provider keys (from --provider-keys-file, overridden by the environment; a keys file the
     # config names fills in the rest at each load), base URLs given by flag, and timeouts.
     provider_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -84,7 +85,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument("--listen", default=env("listen", d.listen), help="HOST:PORT to serve on; port 0 picks one")
     parser.add_argument("--config", default=env("config", None), help="config file (YAML or TOML); default: embedded")
     parser.add_argument("--port-file", default=env("port-file", None), help="write the bound port here once serving")
-    parser.add_argument("--log-format", choices=("json", "console"), default=env("log-format", d.log_format))
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=env("log-format", d.log_format),
+        help="auto (default): console when stdout is a terminal, else JSON lines",
+    )
     parser.add_argument("--log-level", default=env("log-level", d.log_level))
     parser.add_argument(
         "--workers",
@@ -93,6 +99,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="server processes sharing the port, one event loop each (default: the number of cores)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
     parser.add_argument(
         "--no-simulation",
@@ -335,6 +342,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         workers=max(1, int(args.workers)),
         reuse_port=args.reuse_port,
         instance_id=str(args.instance_id or ""),
+        supervised=args.supervised,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

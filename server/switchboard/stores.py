@@ -68,6 +68,7 @@ class SqliteStore:
 
     for_update = ""
     workers = 1
+    binary_collation = " COLLATE BINARY"
 
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """Open (creating) the file and, unless ``migrate`` is False, bring its schema to the
@@ -168,6 +169,7 @@ class PostgresStore:
     """The ledger in PostgreSQL, shared by every replica; accounts are locked row by row."""
 
     for_update = " FOR UPDATE"
+    binary_collation = ' COLLATE "C"'
 
     def __init__(self, dsn: str, workers: int = 8, *, migrate: bool = True) -> None:
         """Open a pool of up to ``workers`` connections and, unless ``migrate`` is False, bring the

@@ -30,6 +30,26 @@ class Tier(enum.IntEnum):
     ADVANCED = 3
 
 
+class Task(enum.IntEnum):
+    """What a request is for; numbers match ``Task`` in catalog.proto."""
+
+    FORMATTING = 1
+    CLASSIFICATION = 2
+    SUMMARY = 3
+    CHAT = 4
+    WRITING = 5
+    REASONING = 6
+    CODING = 7
+
+
+class TierRule(enum.IntEnum):
+    """Which rule chose an automatic decision's start tier; numbers match ``TierRule`` in router.proto."""
+
+    PREFERRED_TIER = 1
+    TASK = 2
+    PLAN_DEFAULT = 3
+
+
 class Capability(enum.IntEnum):
     """Something a request may need and a model may offer."""
 
@@ -149,6 +169,7 @@ class ModalityDefault:
 
     tier: Tier
     preferred_model_ids: tuple[str, ...] = ()
+    task_tiers: Mapping[Task, Tier] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +232,7 @@ class SelectionRequest:
     pinned_model_id: str = ""
     preferred_tier: Tier | None = None
     max_credits: int | None = None
+    task: Task | None = None
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -249,6 +271,7 @@ class Decision:
     start_tier: Tier
     not_chosen: tuple[NotChosen, ...]
     plan_id: str
+    tier_rule: TierRule | None = None  # None for a pinned decision
 
     @property
     def chain(self) -> tuple[Model, ...]:

@@ -91,6 +91,71 @@ func (LedgerEntryKind) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_accounts_proto_rawDescGZIP(), []int{0}
 }
 
+// UsageGroupBy is how GetUsage groups settled requests.
+type UsageGroupBy int32
+
+const (
+	// USAGE_GROUP_BY_UNSPECIFIED groups by model, as USAGE_GROUP_BY_MODEL does.
+	UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED UsageGroupBy = 0
+	// USAGE_GROUP_BY_MODEL gives one group per model that served a request.
+	UsageGroupBy_USAGE_GROUP_BY_MODEL UsageGroupBy = 1
+	// USAGE_GROUP_BY_MODALITY gives one group per modality.
+	UsageGroupBy_USAGE_GROUP_BY_MODALITY UsageGroupBy = 2
+	// USAGE_GROUP_BY_TIER gives one group per tier of the serving model.
+	UsageGroupBy_USAGE_GROUP_BY_TIER UsageGroupBy = 3
+	// USAGE_GROUP_BY_DAY gives one group per calendar day in UTC.
+	UsageGroupBy_USAGE_GROUP_BY_DAY UsageGroupBy = 4
+	// USAGE_GROUP_BY_ACCOUNT gives one group per account (useful across accounts for one model).
+	UsageGroupBy_USAGE_GROUP_BY_ACCOUNT UsageGroupBy = 5
+)
+
+// Enum value maps for UsageGroupBy.
+var (
+	UsageGroupBy_name = map[int32]string{
+		0: "USAGE_GROUP_BY_UNSPECIFIED",
+		1: "USAGE_GROUP_BY_MODEL",
+		2: "USAGE_GROUP_BY_MODALITY",
+		3: "USAGE_GROUP_BY_TIER",
+		4: "USAGE_GROUP_BY_DAY",
+		5: "USAGE_GROUP_BY_ACCOUNT",
+	}
+	UsageGroupBy_value = map[string]int32{
+		"USAGE_GROUP_BY_UNSPECIFIED": 0,
+		"USAGE_GROUP_BY_MODEL":       1,
+		"USAGE_GROUP_BY_MODALITY":    2,
+		"USAGE_GROUP_BY_TIER":        3,
+		"USAGE_GROUP_BY_DAY":         4,
+		"USAGE_GROUP_BY_ACCOUNT":     5,
+	}
+)
+
+func (x UsageGroupBy) Enum() *UsageGroupBy {
+	p := new(UsageGroupBy)
+	*p = x
+	return p
+}
+
+func (x UsageGroupBy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageGroupBy) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_accounts_proto_enumTypes[1].Descriptor()
+}
+
+func (UsageGroupBy) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_accounts_proto_enumTypes[1]
+}
+
+func (x UsageGroupBy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageGroupBy.Descriptor instead.
+func (UsageGroupBy) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_accounts_proto_rawDescGZIP(), []int{1}
+}
+
 // Account is an account's plan and credit state.
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -890,11 +955,343 @@ func (x *ListLedgerEntriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GetUsageRequest names whose usage to total, over which time range and grouped how.
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account whose usage to total. Empty means every account, which needs model_id.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Only requests served by this model; empty means every model.
+	ModelId string `protobuf:"bytes,2,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// The start of the range (inclusive). Empty means the start of the account's current period
+	// (across accounts: the start of the current calendar month in UTC).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// The end of the range (exclusive). Empty means the end of that period.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// How to group the settled requests; empty means by model.
+	GroupBy UsageGroupBy `protobuf:"varint,5,opt,name=group_by,json=groupBy,proto3,enum=switchboard.v1.UsageGroupBy" json:"group_by,omitempty"`
+	// The most groups to return; zero means 50; at most 500.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page (with the same request otherwise); empty for the
+	// first page.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_accounts_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetUsageRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetUsageRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetUsageRequest) GetGroupBy() UsageGroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED
+}
+
+func (x *GetUsageRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetUsageRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// UsageGroup is the usage of one group: the group's key, then its totals.
+type UsageGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serving model, when grouped by model (empty for requests settled before the ledger
+	// recorded models).
+	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// The modality, when grouped by modality.
+	Modality Modality `protobuf:"varint,2,opt,name=modality,proto3,enum=switchboard.v1.Modality" json:"modality,omitempty"`
+	// The serving model's tier, when grouped by tier.
+	Tier Tier `protobuf:"varint,3,opt,name=tier,proto3,enum=switchboard.v1.Tier" json:"tier,omitempty"`
+	// The calendar day in UTC as YYYY-MM-DD, when grouped by day.
+	Day string `protobuf:"bytes,4,opt,name=day,proto3" json:"day,omitempty"`
+	// The account, when grouped by account.
+	AccountId string `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Settled requests: charged, and released without a charge (failures, cancellations).
+	Requests int64 `protobuf:"varint,6,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Credits charged.
+	Credits int64 `protobuf:"varint,7,opt,name=credits,proto3" json:"credits,omitempty"`
+	// Input tokens the provider reported (or estimated, for a request cut short).
+	InputTokens int64 `protobuf:"varint,8,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	// Output tokens the provider reported (or delivered, for a request cut short).
+	OutputTokens  int64 `protobuf:"varint,9,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageGroup) Reset() {
+	*x = UsageGroup{}
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageGroup) ProtoMessage() {}
+
+func (x *UsageGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageGroup.ProtoReflect.Descriptor instead.
+func (*UsageGroup) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_accounts_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UsageGroup) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *UsageGroup) GetModality() Modality {
+	if x != nil {
+		return x.Modality
+	}
+	return Modality_MODALITY_UNSPECIFIED
+}
+
+func (x *UsageGroup) GetTier() Tier {
+	if x != nil {
+		return x.Tier
+	}
+	return Tier_TIER_UNSPECIFIED
+}
+
+func (x *UsageGroup) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *UsageGroup) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *UsageGroup) GetRequests() int64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *UsageGroup) GetCredits() int64 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
+func (x *UsageGroup) GetInputTokens() int64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *UsageGroup) GetOutputTokens() int64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+// GetUsageResponse is one page of groups, the totals of the whole range, and the credits added
+// to the account in the range.
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The start of the range used (inclusive).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// The end of the range used (exclusive).
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// The groups of this page, in order of their key.
+	Groups []*UsageGroup `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The totals of every group of the range (its key fields are empty).
+	Total *UsageGroup `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	// Purchased credits added in the range (TOP_UP entries); zero across accounts.
+	TopUpCredits int64 `protobuf:"varint,6,opt,name=top_up_credits,json=topUpCredits,proto3" json:"top_up_credits,omitempty"`
+	// Allowance granted in the range (ALLOWANCE_GRANT entries); zero across accounts.
+	AllowanceGrantedCredits int64 `protobuf:"varint,7,opt,name=allowance_granted_credits,json=allowanceGrantedCredits,proto3" json:"allowance_granted_credits,omitempty"`
+	// Allowance that expired in the range (ALLOWANCE_EXPIRE entries, as a positive number); zero
+	// across accounts.
+	AllowanceExpiredCredits int64 `protobuf:"varint,8,opt,name=allowance_expired_credits,json=allowanceExpiredCredits,proto3" json:"allowance_expired_credits,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_accounts_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_accounts_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetUsageResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetGroups() []*UsageGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetTotal() *UsageGroup {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetTopUpCredits() int64 {
+	if x != nil {
+		return x.TopUpCredits
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetAllowanceGrantedCredits() int64 {
+	if x != nil {
+		return x.AllowanceGrantedCredits
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetAllowanceExpiredCredits() int64 {
+	if x != nil {
+		return x.AllowanceExpiredCredits
+	}
+	return 0
+}
+
 var File_switchboard_v1_accounts_proto protoreflect.FileDescriptor
 
 const file_switchboard_v1_accounts_proto_rawDesc = "" +
 	"\n" +
-	"\x1dswitchboard/v1/accounts.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
+	"\x1dswitchboard/v1/accounts.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchboard/v1/catalog.proto\"\xf8\x02\n" +
 	"\aAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -958,7 +1355,40 @@ const file_switchboard_v1_accounts_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"z\n" +
 	"\x19ListLedgerEntriesResponse\x125\n" +
 	"\aentries\x18\x01 \x03(\v2\x1b.switchboard.v1.LedgerEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xfa\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb2\x02\n" +
+	"\x0fGetUsageRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
+	"\bmodel_id\x18\x02 \x01(\tR\amodelId\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x127\n" +
+	"\bgroup_by\x18\x05 \x01(\x0e2\x1c.switchboard.v1.UsageGroupByR\agroupBy\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xb6\x02\n" +
+	"\n" +
+	"UsageGroup\x12\x19\n" +
+	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x124\n" +
+	"\bmodality\x18\x02 \x01(\x0e2\x18.switchboard.v1.ModalityR\bmodality\x12(\n" +
+	"\x04tier\x18\x03 \x01(\x0e2\x14.switchboard.v1.TierR\x04tier\x12\x10\n" +
+	"\x03day\x18\x04 \x01(\tR\x03day\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x05 \x01(\tR\taccountId\x12\x1a\n" +
+	"\brequests\x18\x06 \x01(\x03R\brequests\x12\x18\n" +
+	"\acredits\x18\a \x01(\x03R\acredits\x12!\n" +
+	"\finput_tokens\x18\b \x01(\x03R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\t \x01(\x03R\foutputTokens\"\xb0\x03\n" +
+	"\x10GetUsageResponse\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x122\n" +
+	"\x06groups\x18\x03 \x03(\v2\x1a.switchboard.v1.UsageGroupR\x06groups\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x120\n" +
+	"\x05total\x18\x05 \x01(\v2\x1a.switchboard.v1.UsageGroupR\x05total\x12$\n" +
+	"\x0etop_up_credits\x18\x06 \x01(\x03R\ftopUpCredits\x12:\n" +
+	"\x19allowance_granted_credits\x18\a \x01(\x03R\x17allowanceGrantedCredits\x12:\n" +
+	"\x19allowance_expired_credits\x18\b \x01(\x03R\x17allowanceExpiredCredits*\xfa\x01\n" +
 	"\x0fLedgerEntryKind\x12!\n" +
 	"\x1dLEDGER_ENTRY_KIND_UNSPECIFIED\x10\x00\x12%\n" +
 	"!LEDGER_ENTRY_KIND_ALLOWANCE_GRANT\x10\x01\x12&\n" +
@@ -966,14 +1396,22 @@ const file_switchboard_v1_accounts_proto_rawDesc = "" +
 	"\x18LEDGER_ENTRY_KIND_TOP_UP\x10\x03\x12\x1a\n" +
 	"\x16LEDGER_ENTRY_KIND_HOLD\x10\x04\x12\x1c\n" +
 	"\x18LEDGER_ENTRY_KIND_CHARGE\x10\x05\x12\x1d\n" +
-	"\x19LEDGER_ENTRY_KIND_RELEASE\x10\x062\xf2\x03\n" +
+	"\x19LEDGER_ENTRY_KIND_RELEASE\x10\x06*\xb2\x01\n" +
+	"\fUsageGroupBy\x12\x1e\n" +
+	"\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14USAGE_GROUP_BY_MODEL\x10\x01\x12\x1b\n" +
+	"\x17USAGE_GROUP_BY_MODALITY\x10\x02\x12\x17\n" +
+	"\x13USAGE_GROUP_BY_TIER\x10\x03\x12\x16\n" +
+	"\x12USAGE_GROUP_BY_DAY\x10\x04\x12\x1a\n" +
+	"\x16USAGE_GROUP_BY_ACCOUNT\x10\x052\xc1\x04\n" +
 	"\x0eAccountService\x12\\\n" +
 	"\rCreateAccount\x12$.switchboard.v1.CreateAccountRequest\x1a%.switchboard.v1.CreateAccountResponse\x12h\n" +
 	"\x11UpdateAccountPlan\x12(.switchboard.v1.UpdateAccountPlanRequest\x1a).switchboard.v1.UpdateAccountPlanResponse\x12S\n" +
 	"\n" +
 	"GetAccount\x12!.switchboard.v1.GetAccountRequest\x1a\".switchboard.v1.GetAccountResponse\x12Y\n" +
 	"\fGrantCredits\x12#.switchboard.v1.GrantCreditsRequest\x1a$.switchboard.v1.GrantCreditsResponse\x12h\n" +
-	"\x11ListLedgerEntries\x12(.switchboard.v1.ListLedgerEntriesRequest\x1a).switchboard.v1.ListLedgerEntriesResponseb\x06proto3"
+	"\x11ListLedgerEntries\x12(.switchboard.v1.ListLedgerEntriesRequest\x1a).switchboard.v1.ListLedgerEntriesResponse\x12M\n" +
+	"\bGetUsage\x12\x1f.switchboard.v1.GetUsageRequest\x1a .switchboard.v1.GetUsageResponseb\x06proto3"
 
 var (
 	file_switchboard_v1_accounts_proto_rawDescOnce sync.Once
@@ -987,49 +1425,66 @@ func file_switchboard_v1_accounts_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_accounts_proto_rawDescData
 }
 
-var file_switchboard_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_switchboard_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_switchboard_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_switchboard_v1_accounts_proto_goTypes = []any{
 	(LedgerEntryKind)(0),              // 0: switchboard.v1.LedgerEntryKind
-	(*Account)(nil),                   // 1: switchboard.v1.Account
-	(*CreateAccountRequest)(nil),      // 2: switchboard.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),     // 3: switchboard.v1.CreateAccountResponse
-	(*UpdateAccountPlanRequest)(nil),  // 4: switchboard.v1.UpdateAccountPlanRequest
-	(*UpdateAccountPlanResponse)(nil), // 5: switchboard.v1.UpdateAccountPlanResponse
-	(*GetAccountRequest)(nil),         // 6: switchboard.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),        // 7: switchboard.v1.GetAccountResponse
-	(*GrantCreditsRequest)(nil),       // 8: switchboard.v1.GrantCreditsRequest
-	(*GrantCreditsResponse)(nil),      // 9: switchboard.v1.GrantCreditsResponse
-	(*LedgerEntry)(nil),               // 10: switchboard.v1.LedgerEntry
-	(*ListLedgerEntriesRequest)(nil),  // 11: switchboard.v1.ListLedgerEntriesRequest
-	(*ListLedgerEntriesResponse)(nil), // 12: switchboard.v1.ListLedgerEntriesResponse
-	(*timestamppb.Timestamp)(nil),     // 13: google.protobuf.Timestamp
+	(UsageGroupBy)(0),                 // 1: switchboard.v1.UsageGroupBy
+	(*Account)(nil),                   // 2: switchboard.v1.Account
+	(*CreateAccountRequest)(nil),      // 3: switchboard.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),     // 4: switchboard.v1.CreateAccountResponse
+	(*UpdateAccountPlanRequest)(nil),  // 5: switchboard.v1.UpdateAccountPlanRequest
+	(*UpdateAccountPlanResponse)(nil), // 6: switchboard.v1.UpdateAccountPlanResponse
+	(*GetAccountRequest)(nil),         // 7: switchboard.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),        // 8: switchboard.v1.GetAccountResponse
+	(*GrantCreditsRequest)(nil),       // 9: switchboard.v1.GrantCreditsRequest
+	(*GrantCreditsResponse)(nil),      // 10: switchboard.v1.GrantCreditsResponse
+	(*LedgerEntry)(nil),               // 11: switchboard.v1.LedgerEntry
+	(*ListLedgerEntriesRequest)(nil),  // 12: switchboard.v1.ListLedgerEntriesRequest
+	(*ListLedgerEntriesResponse)(nil), // 13: switchboard.v1.ListLedgerEntriesResponse
+	(*GetUsageRequest)(nil),           // 14: switchboard.v1.GetUsageRequest
+	(*UsageGroup)(nil),                // 15: switchboard.v1.UsageGroup
+	(*GetUsageResponse)(nil),          // 16: switchboard.v1.GetUsageResponse
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(Modality)(0),                     // 18: switchboard.v1.Modality
+	(Tier)(0),                         // 19: switchboard.v1.Tier
 }
 var file_switchboard_v1_accounts_proto_depIdxs = []int32{
-	13, // 0: switchboard.v1.Account.period_start:type_name -> google.protobuf.Timestamp
-	13, // 1: switchboard.v1.Account.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 2: switchboard.v1.CreateAccountResponse.account:type_name -> switchboard.v1.Account
-	1,  // 3: switchboard.v1.UpdateAccountPlanResponse.account:type_name -> switchboard.v1.Account
-	1,  // 4: switchboard.v1.GetAccountResponse.account:type_name -> switchboard.v1.Account
-	1,  // 5: switchboard.v1.GrantCreditsResponse.account:type_name -> switchboard.v1.Account
+	17, // 0: switchboard.v1.Account.period_start:type_name -> google.protobuf.Timestamp
+	17, // 1: switchboard.v1.Account.period_end:type_name -> google.protobuf.Timestamp
+	2,  // 2: switchboard.v1.CreateAccountResponse.account:type_name -> switchboard.v1.Account
+	2,  // 3: switchboard.v1.UpdateAccountPlanResponse.account:type_name -> switchboard.v1.Account
+	2,  // 4: switchboard.v1.GetAccountResponse.account:type_name -> switchboard.v1.Account
+	2,  // 5: switchboard.v1.GrantCreditsResponse.account:type_name -> switchboard.v1.Account
 	0,  // 6: switchboard.v1.LedgerEntry.kind:type_name -> switchboard.v1.LedgerEntryKind
-	13, // 7: switchboard.v1.LedgerEntry.create_time:type_name -> google.protobuf.Timestamp
-	10, // 8: switchboard.v1.ListLedgerEntriesResponse.entries:type_name -> switchboard.v1.LedgerEntry
-	2,  // 9: switchboard.v1.AccountService.CreateAccount:input_type -> switchboard.v1.CreateAccountRequest
-	4,  // 10: switchboard.v1.AccountService.UpdateAccountPlan:input_type -> switchboard.v1.UpdateAccountPlanRequest
-	6,  // 11: switchboard.v1.AccountService.GetAccount:input_type -> switchboard.v1.GetAccountRequest
-	8,  // 12: switchboard.v1.AccountService.GrantCredits:input_type -> switchboard.v1.GrantCreditsRequest
-	11, // 13: switchboard.v1.AccountService.ListLedgerEntries:input_type -> switchboard.v1.ListLedgerEntriesRequest
-	3,  // 14: switchboard.v1.AccountService.CreateAccount:output_type -> switchboard.v1.CreateAccountResponse
-	5,  // 15: switchboard.v1.AccountService.UpdateAccountPlan:output_type -> switchboard.v1.UpdateAccountPlanResponse
-	7,  // 16: switchboard.v1.AccountService.GetAccount:output_type -> switchboard.v1.GetAccountResponse
-	9,  // 17: switchboard.v1.AccountService.GrantCredits:output_type -> switchboard.v1.GrantCreditsResponse
-	12, // 18: switchboard.v1.AccountService.ListLedgerEntries:output_type -> switchboard.v1.ListLedgerEntriesResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 7: switchboard.v1.LedgerEntry.create_time:type_name -> google.protobuf.Timestamp
+	11, // 8: switchboard.v1.ListLedgerEntriesResponse.entries:type_name -> switchboard.v1.LedgerEntry
+	17, // 9: switchboard.v1.GetUsageRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 10: switchboard.v1.GetUsageRequest.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: switchboard.v1.GetUsageRequest.group_by:type_name -> switchboard.v1.UsageGroupBy
+	18, // 12: switchboard.v1.UsageGroup.modality:type_name -> switchboard.v1.Modality
+	19, // 13: switchboard.v1.UsageGroup.tier:type_name -> switchboard.v1.Tier
+	17, // 14: switchboard.v1.GetUsageResponse.start_time:type_name -> google.protobuf.Timestamp
+	17, // 15: switchboard.v1.GetUsageResponse.end_time:type_name -> google.protobuf.Timestamp
+	15, // 16: switchboard.v1.GetUsageResponse.groups:type_name -> switchboard.v1.UsageGroup
+	15, // 17: switchboard.v1.GetUsageResponse.total:type_name -> switchboard.v1.UsageGroup
+	3,  // 18: switchboard.v1.AccountService.CreateAccount:input_type -> switchboard.v1.CreateAccountRequest
+	5,  // 19: switchboard.v1.AccountService.UpdateAccountPlan:input_type -> switchboard.v1.UpdateAccountPlanRequest
+	7,  // 20: switchboard.v1.AccountService.GetAccount:input_type -> switchboard.v1.GetAccountRequest
+	9,  // 21: switchboard.v1.AccountService.GrantCredits:input_type -> switchboard.v1.GrantCreditsRequest
+	12, // 22: switchboard.v1.AccountService.ListLedgerEntries:input_type -> switchboard.v1.ListLedgerEntriesRequest
+	14, // 23: switchboard.v1.AccountService.GetUsage:input_type -> switchboard.v1.GetUsageRequest
+	4,  // 24: switchboard.v1.AccountService.CreateAccount:output_type -> switchboard.v1.CreateAccountResponse
+	6,  // 25: switchboard.v1.AccountService.UpdateAccountPlan:output_type -> switchboard.v1.UpdateAccountPlanResponse
+	8,  // 26: switchboard.v1.AccountService.GetAccount:output_type -> switchboard.v1.GetAccountResponse
+	10, // 27: switchboard.v1.AccountService.GrantCredits:output_type -> switchboard.v1.GrantCreditsResponse
+	13, // 28: switchboard.v1.AccountService.ListLedgerEntries:output_type -> switchboard.v1.ListLedgerEntriesResponse
+	16, // 29: switchboard.v1.AccountService.GetUsage:output_type -> switchboard.v1.GetUsageResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_accounts_proto_init() }
@@ -1037,13 +1492,14 @@ func file_switchboard_v1_accounts_proto_init() {
 	if File_switchboard_v1_accounts_proto != nil {
 		return
 	}
+	file_switchboard_v1_catalog_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_accounts_proto_rawDesc), len(file_switchboard_v1_accounts_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	AccountService_GetAccount_FullMethodName        = "/switchboard.v1.AccountService/GetAccount"
 	AccountService_GrantCredits_FullMethodName      = "/switchboard.v1.AccountService/GrantCredits"
 	AccountService_ListLedgerEntries_FullMethodName = "/switchboard.v1.AccountService/ListLedgerEntries"
+	AccountService_GetUsage_FullMethodName          = "/switchboard.v1.AccountService/GetUsage"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -50,6 +51,11 @@ type AccountServiceClient interface {
 	GrantCredits(ctx context.Context, in *GrantCreditsRequest, opts ...grpc.CallOption) (*GrantCreditsResponse, error)
 	// ListLedgerEntries pages through an account's ledger, oldest first.
 	ListLedgerEntries(ctx context.Context, in *ListLedgerEntriesRequest, opts ...grpc.CallOption) (*ListLedgerEntriesResponse, error)
+	// GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+	// credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+	// allowance changes of the range beside them. It answers for one account, or, given only a
+	// model, across every account.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type accountServiceClient struct {
@@ -110,6 +116,16 @@ func (c *accountServiceClient) ListLedgerEntries(ctx context.Context, in *ListLe
 	return out, nil
 }
 
+func (c *accountServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, AccountService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -134,6 +150,11 @@ type AccountServiceServer interface {
 	GrantCredits(context.Context, *GrantCreditsRequest) (*GrantCreditsResponse, error)
 	// ListLedgerEntries pages through an account's ledger, oldest first.
 	ListLedgerEntries(context.Context, *ListLedgerEntriesRequest) (*ListLedgerEntriesResponse, error)
+	// GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+	// credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+	// allowance changes of the range beside them. It answers for one account, or, given only a
+	// model, across every account.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -158,6 +179,9 @@ func (UnimplementedAccountServiceServer) GrantCredits(context.Context, *GrantCre
 }
 func (UnimplementedAccountServiceServer) ListLedgerEntries(context.Context, *ListLedgerEntriesRequest) (*ListLedgerEntriesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListLedgerEntries not implemented")
+}
+func (UnimplementedAccountServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -270,6 +294,24 @@ func _AccountService_ListLedgerEntries_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +338,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListLedgerEntries",
 			Handler:    _AccountService_ListLedgerEntries_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _AccountService_GetUsage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -139,6 +139,80 @@ func (Tier) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{1}
 }
 
+// Task is what a request is for, as the product's model page groups uses. A plan maps tasks to the
+// tier automatic selection starts from (ModalityDefault.task_tiers).
+type Task int32
+
+const (
+	// TASK_UNSPECIFIED means the request does not say: the plan's default tier applies.
+	Task_TASK_UNSPECIFIED Task = 0
+	// TASK_FORMATTING is reformatting or converting text (a Lite task on the model page).
+	Task_TASK_FORMATTING Task = 1
+	// TASK_CLASSIFICATION is labelling or routing an input (a Lite task).
+	Task_TASK_CLASSIFICATION Task = 2
+	// TASK_SUMMARY is a quick summary (a Lite task).
+	Task_TASK_SUMMARY Task = 3
+	// TASK_CHAT is an everyday conversation (a Standard task).
+	Task_TASK_CHAT Task = 4
+	// TASK_WRITING is higher-quality writing (an Advanced task).
+	Task_TASK_WRITING Task = 5
+	// TASK_REASONING is complex, multi-step reasoning (an Advanced task).
+	Task_TASK_REASONING Task = 6
+	// TASK_CODING is writing or changing code (a Standard task).
+	Task_TASK_CODING Task = 7
+)
+
+// Enum value maps for Task.
+var (
+	Task_name = map[int32]string{
+		0: "TASK_UNSPECIFIED",
+		1: "TASK_FORMATTING",
+		2: "TASK_CLASSIFICATION",
+		3: "TASK_SUMMARY",
+		4: "TASK_CHAT",
+		5: "TASK_WRITING",
+		6: "TASK_REASONING",
+		7: "TASK_CODING",
+	}
+	Task_value = map[string]int32{
+		"TASK_UNSPECIFIED":    0,
+		"TASK_FORMATTING":     1,
+		"TASK_CLASSIFICATION": 2,
+		"TASK_SUMMARY":        3,
+		"TASK_CHAT":           4,
+		"TASK_WRITING":        5,
+		"TASK_REASONING":      6,
+		"TASK_CODING":         7,
+	}
+)
+
+func (x Task) Enum() *Task {
+	p := new(Task)
+	*p = x
+	return p
+}
+
+func (x Task) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Task) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_catalog_proto_enumTypes[2].Descriptor()
+}
+
+func (Task) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_catalog_proto_enumTypes[2]
+}
+
+func (x Task) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Task.Descriptor instead.
+func (Task) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{2}
+}
+
 // Capability is something a request may need and a model may offer.
 // Requests name capabilities directly, or the server derives them from attachments and options.
 type Capability int32
@@ -245,11 +319,11 @@ func (x Capability) String() string {
 }
 
 func (Capability) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_catalog_proto_enumTypes[2].Descriptor()
+	return file_switchboard_v1_catalog_proto_enumTypes[3].Descriptor()
 }
 
 func (Capability) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_catalog_proto_enumTypes[2]
+	return &file_switchboard_v1_catalog_proto_enumTypes[3]
 }
 
 func (x Capability) Number() protoreflect.EnumNumber {
@@ -258,7 +332,7 @@ func (x Capability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Capability.Descriptor instead.
 func (Capability) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{3}
 }
 
 // ApiKeyRole is what an API key may call.
@@ -298,11 +372,11 @@ func (x ApiKeyRole) String() string {
 }
 
 func (ApiKeyRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_catalog_proto_enumTypes[3].Descriptor()
+	return file_switchboard_v1_catalog_proto_enumTypes[4].Descriptor()
 }
 
 func (ApiKeyRole) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_catalog_proto_enumTypes[3]
+	return &file_switchboard_v1_catalog_proto_enumTypes[4]
 }
 
 func (x ApiKeyRole) Number() protoreflect.EnumNumber {
@@ -311,7 +385,62 @@ func (x ApiKeyRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApiKeyRole.Descriptor instead.
 func (ApiKeyRole) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{4}
+}
+
+// TaskTier is the tier automatic selection starts from for one task.
+type TaskTier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task.
+	Task Task `protobuf:"varint,1,opt,name=task,proto3,enum=switchboard.v1.Task" json:"task,omitempty"`
+	// The tier to start from; required.
+	Tier          Tier `protobuf:"varint,2,opt,name=tier,proto3,enum=switchboard.v1.Tier" json:"tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskTier) Reset() {
+	*x = TaskTier{}
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskTier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskTier) ProtoMessage() {}
+
+func (x *TaskTier) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskTier.ProtoReflect.Descriptor instead.
+func (*TaskTier) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TaskTier) GetTask() Task {
+	if x != nil {
+		return x.Task
+	}
+	return Task_TASK_UNSPECIFIED
+}
+
+func (x *TaskTier) GetTier() Tier {
+	if x != nil {
+		return x.Tier
+	}
+	return Tier_TIER_UNSPECIFIED
 }
 
 // Price is what one request costs in credits. The total is credits_per_request plus the
@@ -330,7 +459,7 @@ type Price struct {
 
 func (x *Price) Reset() {
 	*x = Price{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[0]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +471,7 @@ func (x *Price) String() string {
 func (*Price) ProtoMessage() {}
 
 func (x *Price) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[0]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +484,7 @@ func (x *Price) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Price.ProtoReflect.Descriptor instead.
 func (*Price) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Price) GetCreditsPerRequest() int64 {
@@ -395,7 +524,7 @@ type TierPrice struct {
 
 func (x *TierPrice) Reset() {
 	*x = TierPrice{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[1]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +536,7 @@ func (x *TierPrice) String() string {
 func (*TierPrice) ProtoMessage() {}
 
 func (x *TierPrice) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[1]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +549,7 @@ func (x *TierPrice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierPrice.ProtoReflect.Descriptor instead.
 func (*TierPrice) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TierPrice) GetTier() Tier {
@@ -459,7 +588,7 @@ type ModelLimits struct {
 
 func (x *ModelLimits) Reset() {
 	*x = ModelLimits{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[2]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +600,7 @@ func (x *ModelLimits) String() string {
 func (*ModelLimits) ProtoMessage() {}
 
 func (x *ModelLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[2]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +613,7 @@ func (x *ModelLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelLimits.ProtoReflect.Descriptor instead.
 func (*ModelLimits) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ModelLimits) GetContextWindowTokens() int64 {
@@ -528,7 +657,7 @@ type ProviderRoute struct {
 
 func (x *ProviderRoute) Reset() {
 	*x = ProviderRoute{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[3]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +669,7 @@ func (x *ProviderRoute) String() string {
 func (*ProviderRoute) ProtoMessage() {}
 
 func (x *ProviderRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[3]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +682,7 @@ func (x *ProviderRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderRoute.ProtoReflect.Descriptor instead.
 func (*ProviderRoute) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProviderRoute) GetAdapter() string {
@@ -593,7 +722,7 @@ type ModeEndpoint struct {
 
 func (x *ModeEndpoint) Reset() {
 	*x = ModeEndpoint{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +734,7 @@ func (x *ModeEndpoint) String() string {
 func (*ModeEndpoint) ProtoMessage() {}
 
 func (x *ModeEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[4]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +747,7 @@ func (x *ModeEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModeEndpoint.ProtoReflect.Descriptor instead.
 func (*ModeEndpoint) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ModeEndpoint) GetCapability() Capability {
@@ -666,7 +795,7 @@ type Model struct {
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +807,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[5]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +820,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Model) GetId() string {
@@ -774,13 +903,16 @@ type ModalityDefault struct {
 	// Models to try first within their tier, in this order; models not listed follow in catalog
 	// order. Listing a model first in the default tier makes it the plan's default model.
 	PreferredModelIds []string `protobuf:"bytes,3,rep,name=preferred_model_ids,json=preferredModelIds,proto3" json:"preferred_model_ids,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The tier to start from for a request that names its task and no preferred tier; a task not
+	// listed starts from `tier`. Each task at most once.
+	TaskTiers     []*TaskTier `protobuf:"bytes,4,rep,name=task_tiers,json=taskTiers,proto3" json:"task_tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModalityDefault) Reset() {
 	*x = ModalityDefault{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +924,7 @@ func (x *ModalityDefault) String() string {
 func (*ModalityDefault) ProtoMessage() {}
 
 func (x *ModalityDefault) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[6]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +937,7 @@ func (x *ModalityDefault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModalityDefault.ProtoReflect.Descriptor instead.
 func (*ModalityDefault) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ModalityDefault) GetModality() Modality {
@@ -825,6 +957,13 @@ func (x *ModalityDefault) GetTier() Tier {
 func (x *ModalityDefault) GetPreferredModelIds() []string {
 	if x != nil {
 		return x.PreferredModelIds
+	}
+	return nil
+}
+
+func (x *ModalityDefault) GetTaskTiers() []*TaskTier {
+	if x != nil {
+		return x.TaskTiers
 	}
 	return nil
 }
@@ -849,7 +988,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1000,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[7]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1013,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Plan) GetId() string {
@@ -939,7 +1078,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1090,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[8]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1103,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Config) GetModels() []*Model {
@@ -1025,7 +1164,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1176,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_catalog_proto_msgTypes[9]
+	mi := &file_switchboard_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1189,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApiKey) GetName() string {
@@ -1078,7 +1217,10 @@ var File_switchboard_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1cswitchboard/v1/catalog.proto\x12\x0eswitchboard.v1\"\xb5\x01\n" +
+	"\x1cswitchboard/v1/catalog.proto\x12\x0eswitchboard.v1\"^\n" +
+	"\bTaskTier\x12(\n" +
+	"\x04task\x18\x01 \x01(\x0e2\x14.switchboard.v1.TaskR\x04task\x12(\n" +
+	"\x04tier\x18\x02 \x01(\x0e2\x14.switchboard.v1.TierR\x04tier\"\xb5\x01\n" +
 	"\x05Price\x12.\n" +
 	"\x13credits_per_request\x18\x01 \x01(\x03R\x11creditsPerRequest\x12<\n" +
 	"\x1bcredits_per_1k_input_tokens\x18\x02 \x01(\x03R\x17creditsPer1kInputTokens\x12>\n" +
@@ -1111,11 +1253,13 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\x06limits\x18\b \x01(\v2\x1b.switchboard.v1.ModelLimitsR\x06limits\x12+\n" +
 	"\x05price\x18\t \x01(\v2\x15.switchboard.v1.PriceR\x05price\x123\n" +
 	"\x05route\x18\n" +
-	" \x01(\v2\x1d.switchboard.v1.ProviderRouteR\x05route\"\xa1\x01\n" +
+	" \x01(\v2\x1d.switchboard.v1.ProviderRouteR\x05route\"\xda\x01\n" +
 	"\x0fModalityDefault\x124\n" +
 	"\bmodality\x18\x01 \x01(\x0e2\x18.switchboard.v1.ModalityR\bmodality\x12(\n" +
 	"\x04tier\x18\x02 \x01(\x0e2\x14.switchboard.v1.TierR\x04tier\x12.\n" +
-	"\x13preferred_model_ids\x18\x03 \x03(\tR\x11preferredModelIds\"\xd7\x01\n" +
+	"\x13preferred_model_ids\x18\x03 \x03(\tR\x11preferredModelIds\x127\n" +
+	"\n" +
+	"task_tiers\x18\x04 \x03(\v2\x18.switchboard.v1.TaskTierR\ttaskTiers\"\xd7\x01\n" +
 	"\x04Plan\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12'\n" +
@@ -1144,7 +1288,16 @@ const file_switchboard_v1_catalog_proto_rawDesc = "" +
 	"\x10TIER_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tTIER_LITE\x10\x01\x12\x11\n" +
 	"\rTIER_STANDARD\x10\x02\x12\x11\n" +
-	"\rTIER_ADVANCED\x10\x03*\xe1\x04\n" +
+	"\rTIER_ADVANCED\x10\x03*\xa2\x01\n" +
+	"\x04Task\x12\x14\n" +
+	"\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTASK_FORMATTING\x10\x01\x12\x17\n" +
+	"\x13TASK_CLASSIFICATION\x10\x02\x12\x10\n" +
+	"\fTASK_SUMMARY\x10\x03\x12\r\n" +
+	"\tTASK_CHAT\x10\x04\x12\x10\n" +
+	"\fTASK_WRITING\x10\x05\x12\x12\n" +
+	"\x0eTASK_REASONING\x10\x06\x12\x0f\n" +
+	"\vTASK_CODING\x10\a*\xe1\x04\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
@@ -1186,49 +1339,54 @@ func file_switchboard_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_catalog_proto_rawDescData
 }
 
-var file_switchboard_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_switchboard_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_switchboard_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_switchboard_v1_catalog_proto_goTypes = []any{
 	(Modality)(0),           // 0: switchboard.v1.Modality
 	(Tier)(0),               // 1: switchboard.v1.Tier
-	(Capability)(0),         // 2: switchboard.v1.Capability
-	(ApiKeyRole)(0),         // 3: switchboard.v1.ApiKeyRole
-	(*Price)(nil),           // 4: switchboard.v1.Price
-	(*TierPrice)(nil),       // 5: switchboard.v1.TierPrice
-	(*ModelLimits)(nil),     // 6: switchboard.v1.ModelLimits
-	(*ProviderRoute)(nil),   // 7: switchboard.v1.ProviderRoute
-	(*ModeEndpoint)(nil),    // 8: switchboard.v1.ModeEndpoint
-	(*Model)(nil),           // 9: switchboard.v1.Model
-	(*ModalityDefault)(nil), // 10: switchboard.v1.ModalityDefault
-	(*Plan)(nil),            // 11: switchboard.v1.Plan
-	(*Config)(nil),          // 12: switchboard.v1.Config
-	(*ApiKey)(nil),          // 13: switchboard.v1.ApiKey
+	(Task)(0),               // 2: switchboard.v1.Task
+	(Capability)(0),         // 3: switchboard.v1.Capability
+	(ApiKeyRole)(0),         // 4: switchboard.v1.ApiKeyRole
+	(*TaskTier)(nil),        // 5: switchboard.v1.TaskTier
+	(*Price)(nil),           // 6: switchboard.v1.Price
+	(*TierPrice)(nil),       // 7: switchboard.v1.TierPrice
+	(*ModelLimits)(nil),     // 8: switchboard.v1.ModelLimits
+	(*ProviderRoute)(nil),   // 9: switchboard.v1.ProviderRoute
+	(*ModeEndpoint)(nil),    // 10: switchboard.v1.ModeEndpoint
+	(*Model)(nil),           // 11: switchboard.v1.Model
+	(*ModalityDefault)(nil), // 12: switchboard.v1.ModalityDefault
+	(*Plan)(nil),            // 13: switchboard.v1.Plan
+	(*Config)(nil),          // 14: switchboard.v1.Config
+	(*ApiKey)(nil),          // 15: switchboard.v1.ApiKey
 }
 var file_switchboard_v1_catalog_proto_depIdxs = []int32{
-	1,  // 0: switchboard.v1.TierPrice.tier:type_name -> switchboard.v1.Tier
-	4,  // 1: switchboard.v1.TierPrice.price:type_name -> switchboard.v1.Price
-	0,  // 2: switchboard.v1.TierPrice.modality:type_name -> switchboard.v1.Modality
-	8,  // 3: switchboard.v1.ProviderRoute.mode_endpoints:type_name -> switchboard.v1.ModeEndpoint
-	2,  // 4: switchboard.v1.ModeEndpoint.capability:type_name -> switchboard.v1.Capability
-	0,  // 5: switchboard.v1.Model.modality:type_name -> switchboard.v1.Modality
-	1,  // 6: switchboard.v1.Model.tier:type_name -> switchboard.v1.Tier
-	2,  // 7: switchboard.v1.Model.capabilities:type_name -> switchboard.v1.Capability
-	6,  // 8: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
-	4,  // 9: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
-	7,  // 10: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
-	0,  // 11: switchboard.v1.ModalityDefault.modality:type_name -> switchboard.v1.Modality
-	1,  // 12: switchboard.v1.ModalityDefault.tier:type_name -> switchboard.v1.Tier
-	10, // 13: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
-	9,  // 14: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
-	11, // 15: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
-	5,  // 16: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
-	13, // 17: switchboard.v1.Config.api_keys:type_name -> switchboard.v1.ApiKey
-	3,  // 18: switchboard.v1.ApiKey.role:type_name -> switchboard.v1.ApiKeyRole
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: switchboard.v1.TaskTier.task:type_name -> switchboard.v1.Task
+	1,  // 1: switchboard.v1.TaskTier.tier:type_name -> switchboard.v1.Tier
+	1,  // 2: switchboard.v1.TierPrice.tier:type_name -> switchboard.v1.Tier
+	6,  // 3: switchboard.v1.TierPrice.price:type_name -> switchboard.v1.Price
+	0,  // 4: switchboard.v1.TierPrice.modality:type_name -> switchboard.v1.Modality
+	10, // 5: switchboard.v1.ProviderRoute.mode_endpoints:type_name -> switchboard.v1.ModeEndpoint
+	3,  // 6: switchboard.v1.ModeEndpoint.capability:type_name -> switchboard.v1.Capability
+	0,  // 7: switchboard.v1.Model.modality:type_name -> switchboard.v1.Modality
+	1,  // 8: switchboard.v1.Model.tier:type_name -> switchboard.v1.Tier
+	3,  // 9: switchboard.v1.Model.capabilities:type_name -> switchboard.v1.Capability
+	8,  // 10: switchboard.v1.Model.limits:type_name -> switchboard.v1.ModelLimits
+	6,  // 11: switchboard.v1.Model.price:type_name -> switchboard.v1.Price
+	9,  // 12: switchboard.v1.Model.route:type_name -> switchboard.v1.ProviderRoute
+	0,  // 13: switchboard.v1.ModalityDefault.modality:type_name -> switchboard.v1.Modality
+	1,  // 14: switchboard.v1.ModalityDefault.tier:type_name -> switchboard.v1.Tier
+	5,  // 15: switchboard.v1.ModalityDefault.task_tiers:type_name -> switchboard.v1.TaskTier
+	12, // 16: switchboard.v1.Plan.defaults:type_name -> switchboard.v1.ModalityDefault
+	11, // 17: switchboard.v1.Config.models:type_name -> switchboard.v1.Model
+	13, // 18: switchboard.v1.Config.plans:type_name -> switchboard.v1.Plan
+	7,  // 19: switchboard.v1.Config.tier_prices:type_name -> switchboard.v1.TierPrice
+	15, // 20: switchboard.v1.Config.api_keys:type_name -> switchboard.v1.ApiKey
+	4,  // 21: switchboard.v1.ApiKey.role:type_name -> switchboard.v1.ApiKeyRole
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_catalog_proto_init() }
@@ -1241,8 +1399,8 @@ func file_switchboard_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_catalog_proto_rawDesc), len(file_switchboard_v1_catalog_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   10,
+			NumEnums:      5,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

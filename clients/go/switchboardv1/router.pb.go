@@ -265,6 +265,64 @@ func (NotChosenReason) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{3}
 }
 
+// TierRule is the rule that chose the tier automatic selection started from.
+type TierRule int32
+
+const (
+	// TIER_RULE_UNSPECIFIED is the value of a pinned decision: no tier was chosen.
+	TierRule_TIER_RULE_UNSPECIFIED TierRule = 0
+	// TIER_RULE_PREFERRED_TIER: the request's preferred_tier (it wins over the task).
+	TierRule_TIER_RULE_PREFERRED_TIER TierRule = 1
+	// TIER_RULE_TASK: the plan's tier for the request's task.
+	TierRule_TIER_RULE_TASK TierRule = 2
+	// TIER_RULE_PLAN_DEFAULT: the plan's default tier for the modality (no task, or a task the plan
+	// does not map).
+	TierRule_TIER_RULE_PLAN_DEFAULT TierRule = 3
+)
+
+// Enum value maps for TierRule.
+var (
+	TierRule_name = map[int32]string{
+		0: "TIER_RULE_UNSPECIFIED",
+		1: "TIER_RULE_PREFERRED_TIER",
+		2: "TIER_RULE_TASK",
+		3: "TIER_RULE_PLAN_DEFAULT",
+	}
+	TierRule_value = map[string]int32{
+		"TIER_RULE_UNSPECIFIED":    0,
+		"TIER_RULE_PREFERRED_TIER": 1,
+		"TIER_RULE_TASK":           2,
+		"TIER_RULE_PLAN_DEFAULT":   3,
+	}
+)
+
+func (x TierRule) Enum() *TierRule {
+	p := new(TierRule)
+	*p = x
+	return p
+}
+
+func (x TierRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TierRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_router_proto_enumTypes[4].Descriptor()
+}
+
+func (TierRule) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_router_proto_enumTypes[4]
+}
+
+func (x TierRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TierRule.Descriptor instead.
+func (TierRule) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{4}
+}
+
 // FinishReason is why a generation ended.
 type FinishReason int32
 
@@ -310,11 +368,11 @@ func (x FinishReason) String() string {
 }
 
 func (FinishReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_router_proto_enumTypes[4].Descriptor()
+	return file_switchboard_v1_router_proto_enumTypes[5].Descriptor()
 }
 
 func (FinishReason) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_router_proto_enumTypes[4]
+	return &file_switchboard_v1_router_proto_enumTypes[5]
 }
 
 func (x FinishReason) Number() protoreflect.EnumNumber {
@@ -323,7 +381,7 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_router_proto_rawDescGZIP(), []int{5}
 }
 
 // ListModelsRequest filters the catalog; empty filters match every model.
@@ -980,7 +1038,10 @@ type GenerateRequest struct {
 	// The most credits the request may cost; automatic selection skips dearer models and a pinned
 	// model above it is refused. Unset means no cap. At most 1,000,000,000,000 (10^12); a negative
 	// or larger value is INVALID_ARGUMENT (INVALID_FIELD).
-	MaxCredits    *int64 `protobuf:"varint,11,opt,name=max_credits,json=maxCredits,proto3,oneof" json:"max_credits,omitempty"`
+	MaxCredits *int64 `protobuf:"varint,11,opt,name=max_credits,json=maxCredits,proto3,oneof" json:"max_credits,omitempty"`
+	// What the request is for. In automatic mode without a preferred_tier, the plan's tier for the
+	// task is where selection starts; empty means the plan's default tier for the modality.
+	Task          Task `protobuf:"varint,12,opt,name=task,proto3,enum=switchboard.v1.Task" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1162,13 @@ func (x *GenerateRequest) GetMaxCredits() int64 {
 		return *x.MaxCredits
 	}
 	return 0
+}
+
+func (x *GenerateRequest) GetTask() Task {
+	if x != nil {
+		return x.Task
+	}
+	return Task_TASK_UNSPECIFIED
 }
 
 type isGenerateRequest_Content interface {
@@ -1257,14 +1325,17 @@ type Decision struct {
 	// Every capability the request requires: those it named plus those derived from its
 	// attachments and options, in enum order.
 	RequiredCapabilities []Capability `protobuf:"varint,5,rep,packed,name=required_capabilities,json=requiredCapabilities,proto3,enum=switchboard.v1.Capability" json:"required_capabilities,omitempty"`
-	// The tier automatic selection started from (the preferred tier or the plan's default).
+	// The tier automatic selection started from (the preferred tier, the plan's tier for the task, or
+	// the plan's default); tier_rule says which.
 	StartTier Tier `protobuf:"varint,6,opt,name=start_tier,json=startTier,proto3,enum=switchboard.v1.Tier" json:"start_tier,omitempty"`
 	// Every other catalog model, in catalog order, with the reason it was not chosen.
 	NotChosen []*NotChosen `protobuf:"bytes,7,rep,name=not_chosen,json=notChosen,proto3" json:"not_chosen,omitempty"`
 	// True when the chosen model is served by the built-in simulated provider.
 	Simulated bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
 	// The plan selection used.
-	PlanId        string `protobuf:"bytes,9,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	PlanId string `protobuf:"bytes,9,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	// Which rule chose start_tier.
+	TierRule      TierRule `protobuf:"varint,10,opt,name=tier_rule,json=tierRule,proto3,enum=switchboard.v1.TierRule" json:"tier_rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1360,6 +1431,13 @@ func (x *Decision) GetPlanId() string {
 		return x.PlanId
 	}
 	return ""
+}
+
+func (x *Decision) GetTierRule() TierRule {
+	if x != nil {
+		return x.TierRule
+	}
+	return TierRule_TIER_RULE_UNSPECIFIED
 }
 
 // SelectModelResponse is the decision for a request.
@@ -2235,7 +2313,7 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\treasoning\x18\x04 \x01(\bR\treasoning\x12\x1a\n" +
 	"\blanguage\x18\x05 \x01(\tR\blanguage\x12*\n" +
 	"\x11max_output_tokens\x18\x06 \x01(\x05R\x0fmaxOutputTokens\x12\x14\n" +
-	"\x05voice\x18\a \x01(\tR\x05voice\"\xd5\x04\n" +
+	"\x05voice\x18\a \x01(\tR\x05voice\"\xff\x04\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -2251,7 +2329,8 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\x0epreferred_tier\x18\n" +
 	" \x01(\x0e2\x14.switchboard.v1.TierR\rpreferredTier\x12$\n" +
 	"\vmax_credits\x18\v \x01(\x03H\x01R\n" +
-	"maxCredits\x88\x01\x01B\t\n" +
+	"maxCredits\x88\x01\x01\x12(\n" +
+	"\x04task\x18\f \x01(\x0e2\x14.switchboard.v1.TaskR\x04taskB\t\n" +
 	"\acontentB\x0e\n" +
 	"\f_max_credits\"O\n" +
 	"\x12SelectModelRequest\x129\n" +
@@ -2260,7 +2339,7 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1f.switchboard.v1.NotChosenReasonR\x06reason\x12M\n" +
 	"\x14missing_capabilities\x18\x03 \x03(\x0e2\x1a.switchboard.v1.CapabilityR\x13missingCapabilities\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xbc\x03\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xf3\x03\n" +
 	"\bDecision\x12+\n" +
 	"\x05model\x18\x01 \x01(\v2\x15.switchboard.v1.ModelR\x05model\x121\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x1d.switchboard.v1.SelectionModeR\x04mode\x12,\n" +
@@ -2272,7 +2351,9 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"\n" +
 	"not_chosen\x18\a \x03(\v2\x19.switchboard.v1.NotChosenR\tnotChosen\x12\x1c\n" +
 	"\tsimulated\x18\b \x01(\bR\tsimulated\x12\x17\n" +
-	"\aplan_id\x18\t \x01(\tR\x06planId\"K\n" +
+	"\aplan_id\x18\t \x01(\tR\x06planId\x125\n" +
+	"\ttier_rule\x18\n" +
+	" \x01(\x0e2\x18.switchboard.v1.TierRuleR\btierRule\"K\n" +
 	"\x13SelectModelResponse\x124\n" +
 	"\bdecision\x18\x01 \x01(\v2\x18.switchboard.v1.DecisionR\bdecision\"\x9a\x01\n" +
 	"\bFallback\x12\"\n" +
@@ -2353,7 +2434,12 @@ const file_switchboard_v1_router_proto_rawDesc = "" +
 	"&NOT_CHOSEN_REASON_UNSUPPORTED_LANGUAGE\x10\x05\x12!\n" +
 	"\x1dNOT_CHOSEN_REASON_UNAVAILABLE\x10\x06\x12#\n" +
 	"\x1fNOT_CHOSEN_REASON_OVER_COST_CAP\x10\a\x12#\n" +
-	"\x1fNOT_CHOSEN_REASON_CANNOT_AFFORD\x10\b*\x9f\x01\n" +
+	"\x1fNOT_CHOSEN_REASON_CANNOT_AFFORD\x10\b*s\n" +
+	"\bTierRule\x12\x19\n" +
+	"\x15TIER_RULE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18TIER_RULE_PREFERRED_TIER\x10\x01\x12\x12\n" +
+	"\x0eTIER_RULE_TASK\x10\x02\x12\x1a\n" +
+	"\x16TIER_RULE_PLAN_DEFAULT\x10\x03*\x9f\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
@@ -2378,89 +2464,93 @@ func file_switchboard_v1_router_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_router_proto_rawDescData
 }
 
-var file_switchboard_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_switchboard_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_switchboard_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_switchboard_v1_router_proto_goTypes = []any{
 	(ModelHealth)(0),            // 0: switchboard.v1.ModelHealth
 	(Role)(0),                   // 1: switchboard.v1.Role
 	(SelectionMode)(0),          // 2: switchboard.v1.SelectionMode
 	(NotChosenReason)(0),        // 3: switchboard.v1.NotChosenReason
-	(FinishReason)(0),           // 4: switchboard.v1.FinishReason
-	(*ListModelsRequest)(nil),   // 5: switchboard.v1.ListModelsRequest
-	(*ModelListing)(nil),        // 6: switchboard.v1.ModelListing
-	(*ListModelsResponse)(nil),  // 7: switchboard.v1.ListModelsResponse
-	(*Attachment)(nil),          // 8: switchboard.v1.Attachment
-	(*ChatMessage)(nil),         // 9: switchboard.v1.ChatMessage
-	(*Conversation)(nil),        // 10: switchboard.v1.Conversation
-	(*StructuredOutput)(nil),    // 11: switchboard.v1.StructuredOutput
-	(*Tool)(nil),                // 12: switchboard.v1.Tool
-	(*GenerationOptions)(nil),   // 13: switchboard.v1.GenerationOptions
-	(*GenerateRequest)(nil),     // 14: switchboard.v1.GenerateRequest
-	(*SelectModelRequest)(nil),  // 15: switchboard.v1.SelectModelRequest
-	(*NotChosen)(nil),           // 16: switchboard.v1.NotChosen
-	(*Decision)(nil),            // 17: switchboard.v1.Decision
-	(*SelectModelResponse)(nil), // 18: switchboard.v1.SelectModelResponse
-	(*Fallback)(nil),            // 19: switchboard.v1.Fallback
-	(*TextDelta)(nil),           // 20: switchboard.v1.TextDelta
-	(*ToolCall)(nil),            // 21: switchboard.v1.ToolCall
-	(*MediaArtifact)(nil),       // 22: switchboard.v1.MediaArtifact
-	(*ReasoningDelta)(nil),      // 23: switchboard.v1.ReasoningDelta
-	(*Citation)(nil),            // 24: switchboard.v1.Citation
-	(*Usage)(nil),               // 25: switchboard.v1.Usage
-	(*Completion)(nil),          // 26: switchboard.v1.Completion
-	(*GenerateResponse)(nil),    // 27: switchboard.v1.GenerateResponse
-	(Modality)(0),               // 28: switchboard.v1.Modality
-	(Tier)(0),                   // 29: switchboard.v1.Tier
-	(*Model)(nil),               // 30: switchboard.v1.Model
-	(Capability)(0),             // 31: switchboard.v1.Capability
+	(TierRule)(0),               // 4: switchboard.v1.TierRule
+	(FinishReason)(0),           // 5: switchboard.v1.FinishReason
+	(*ListModelsRequest)(nil),   // 6: switchboard.v1.ListModelsRequest
+	(*ModelListing)(nil),        // 7: switchboard.v1.ModelListing
+	(*ListModelsResponse)(nil),  // 8: switchboard.v1.ListModelsResponse
+	(*Attachment)(nil),          // 9: switchboard.v1.Attachment
+	(*ChatMessage)(nil),         // 10: switchboard.v1.ChatMessage
+	(*Conversation)(nil),        // 11: switchboard.v1.Conversation
+	(*StructuredOutput)(nil),    // 12: switchboard.v1.StructuredOutput
+	(*Tool)(nil),                // 13: switchboard.v1.Tool
+	(*GenerationOptions)(nil),   // 14: switchboard.v1.GenerationOptions
+	(*GenerateRequest)(nil),     // 15: switchboard.v1.GenerateRequest
+	(*SelectModelRequest)(nil),  // 16: switchboard.v1.SelectModelRequest
+	(*NotChosen)(nil),           // 17: switchboard.v1.NotChosen
+	(*Decision)(nil),            // 18: switchboard.v1.Decision
+	(*SelectModelResponse)(nil), // 19: switchboard.v1.SelectModelResponse
+	(*Fallback)(nil),            // 20: switchboard.v1.Fallback
+	(*TextDelta)(nil),           // 21: switchboard.v1.TextDelta
+	(*ToolCall)(nil),            // 22: switchboard.v1.ToolCall
+	(*MediaArtifact)(nil),       // 23: switchboard.v1.MediaArtifact
+	(*ReasoningDelta)(nil),      // 24: switchboard.v1.ReasoningDelta
+	(*Citation)(nil),            // 25: switchboard.v1.Citation
+	(*Usage)(nil),               // 26: switchboard.v1.Usage
+	(*Completion)(nil),          // 27: switchboard.v1.Completion
+	(*GenerateResponse)(nil),    // 28: switchboard.v1.GenerateResponse
+	(Modality)(0),               // 29: switchboard.v1.Modality
+	(Tier)(0),                   // 30: switchboard.v1.Tier
+	(*Model)(nil),               // 31: switchboard.v1.Model
+	(Capability)(0),             // 32: switchboard.v1.Capability
+	(Task)(0),                   // 33: switchboard.v1.Task
 }
 var file_switchboard_v1_router_proto_depIdxs = []int32{
-	28, // 0: switchboard.v1.ListModelsRequest.modality:type_name -> switchboard.v1.Modality
-	29, // 1: switchboard.v1.ListModelsRequest.tier:type_name -> switchboard.v1.Tier
-	30, // 2: switchboard.v1.ModelListing.model:type_name -> switchboard.v1.Model
+	29, // 0: switchboard.v1.ListModelsRequest.modality:type_name -> switchboard.v1.Modality
+	30, // 1: switchboard.v1.ListModelsRequest.tier:type_name -> switchboard.v1.Tier
+	31, // 2: switchboard.v1.ModelListing.model:type_name -> switchboard.v1.Model
 	0,  // 3: switchboard.v1.ModelListing.health:type_name -> switchboard.v1.ModelHealth
-	6,  // 4: switchboard.v1.ListModelsResponse.models:type_name -> switchboard.v1.ModelListing
+	7,  // 4: switchboard.v1.ListModelsResponse.models:type_name -> switchboard.v1.ModelListing
 	1,  // 5: switchboard.v1.ChatMessage.role:type_name -> switchboard.v1.Role
-	8,  // 6: switchboard.v1.ChatMessage.attachments:type_name -> switchboard.v1.Attachment
-	9,  // 7: switchboard.v1.Conversation.messages:type_name -> switchboard.v1.ChatMessage
-	11, // 8: switchboard.v1.GenerationOptions.structured_output:type_name -> switchboard.v1.StructuredOutput
-	12, // 9: switchboard.v1.GenerationOptions.tools:type_name -> switchboard.v1.Tool
-	28, // 10: switchboard.v1.GenerateRequest.modality:type_name -> switchboard.v1.Modality
-	31, // 11: switchboard.v1.GenerateRequest.required_capabilities:type_name -> switchboard.v1.Capability
-	10, // 12: switchboard.v1.GenerateRequest.conversation:type_name -> switchboard.v1.Conversation
-	8,  // 13: switchboard.v1.GenerateRequest.attachments:type_name -> switchboard.v1.Attachment
-	13, // 14: switchboard.v1.GenerateRequest.options:type_name -> switchboard.v1.GenerationOptions
-	29, // 15: switchboard.v1.GenerateRequest.preferred_tier:type_name -> switchboard.v1.Tier
-	14, // 16: switchboard.v1.SelectModelRequest.request:type_name -> switchboard.v1.GenerateRequest
-	3,  // 17: switchboard.v1.NotChosen.reason:type_name -> switchboard.v1.NotChosenReason
-	31, // 18: switchboard.v1.NotChosen.missing_capabilities:type_name -> switchboard.v1.Capability
-	30, // 19: switchboard.v1.Decision.model:type_name -> switchboard.v1.Model
-	2,  // 20: switchboard.v1.Decision.mode:type_name -> switchboard.v1.SelectionMode
-	31, // 21: switchboard.v1.Decision.required_capabilities:type_name -> switchboard.v1.Capability
-	29, // 22: switchboard.v1.Decision.start_tier:type_name -> switchboard.v1.Tier
-	16, // 23: switchboard.v1.Decision.not_chosen:type_name -> switchboard.v1.NotChosen
-	17, // 24: switchboard.v1.SelectModelResponse.decision:type_name -> switchboard.v1.Decision
-	4,  // 25: switchboard.v1.Completion.finish_reason:type_name -> switchboard.v1.FinishReason
-	25, // 26: switchboard.v1.Completion.usage:type_name -> switchboard.v1.Usage
-	17, // 27: switchboard.v1.GenerateResponse.decision:type_name -> switchboard.v1.Decision
-	19, // 28: switchboard.v1.GenerateResponse.fallback:type_name -> switchboard.v1.Fallback
-	20, // 29: switchboard.v1.GenerateResponse.delta:type_name -> switchboard.v1.TextDelta
-	22, // 30: switchboard.v1.GenerateResponse.artifact:type_name -> switchboard.v1.MediaArtifact
-	21, // 31: switchboard.v1.GenerateResponse.tool_call:type_name -> switchboard.v1.ToolCall
-	26, // 32: switchboard.v1.GenerateResponse.completion:type_name -> switchboard.v1.Completion
-	23, // 33: switchboard.v1.GenerateResponse.reasoning:type_name -> switchboard.v1.ReasoningDelta
-	24, // 34: switchboard.v1.GenerateResponse.citation:type_name -> switchboard.v1.Citation
-	5,  // 35: switchboard.v1.RouterService.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	15, // 36: switchboard.v1.RouterService.SelectModel:input_type -> switchboard.v1.SelectModelRequest
-	14, // 37: switchboard.v1.RouterService.Generate:input_type -> switchboard.v1.GenerateRequest
-	7,  // 38: switchboard.v1.RouterService.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	18, // 39: switchboard.v1.RouterService.SelectModel:output_type -> switchboard.v1.SelectModelResponse
-	27, // 40: switchboard.v1.RouterService.Generate:output_type -> switchboard.v1.GenerateResponse
-	38, // [38:41] is the sub-list for method output_type
-	35, // [35:38] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	9,  // 6: switchboard.v1.ChatMessage.attachments:type_name -> switchboard.v1.Attachment
+	10, // 7: switchboard.v1.Conversation.messages:type_name -> switchboard.v1.ChatMessage
+	12, // 8: switchboard.v1.GenerationOptions.structured_output:type_name -> switchboard.v1.StructuredOutput
+	13, // 9: switchboard.v1.GenerationOptions.tools:type_name -> switchboard.v1.Tool
+	29, // 10: switchboard.v1.GenerateRequest.modality:type_name -> switchboard.v1.Modality
+	32, // 11: switchboard.v1.GenerateRequest.required_capabilities:type_name -> switchboard.v1.Capability
+	11, // 12: switchboard.v1.GenerateRequest.conversation:type_name -> switchboard.v1.Conversation
+	9,  // 13: switchboard.v1.GenerateRequest.attachments:type_name -> switchboard.v1.Attachment
+	14, // 14: switchboard.v1.GenerateRequest.options:type_name -> switchboard.v1.GenerationOptions
+	30, // 15: switchboard.v1.GenerateRequest.preferred_tier:type_name -> switchboard.v1.Tier
+	33, // 16: switchboard.v1.GenerateRequest.task:type_name -> switchboard.v1.Task
+	15, // 17: switchboard.v1.SelectModelRequest.request:type_name -> switchboard.v1.GenerateRequest
+	3,  // 18: switchboard.v1.NotChosen.reason:type_name -> switchboard.v1.NotChosenReason
+	32, // 19: switchboard.v1.NotChosen.missing_capabilities:type_name -> switchboard.v1.Capability
+	31, // 20: switchboard.v1.Decision.model:type_name -> switchboard.v1.Model
+	2,  // 21: switchboard.v1.Decision.mode:type_name -> switchboard.v1.SelectionMode
+	32, // 22: switchboard.v1.Decision.required_capabilities:type_name -> switchboard.v1.Capability
+	30, // 23: switchboard.v1.Decision.start_tier:type_name -> switchboard.v1.Tier
+	17, // 24: switchboard.v1.Decision.not_chosen:type_name -> switchboard.v1.NotChosen
+	4,  // 25: switchboard.v1.Decision.tier_rule:type_name -> switchboard.v1.TierRule
+	18, // 26: switchboard.v1.SelectModelResponse.decision:type_name -> switchboard.v1.Decision
+	5,  // 27: switchboard.v1.Completion.finish_reason:type_name -> switchboard.v1.FinishReason
+	26, // 28: switchboard.v1.Completion.usage:type_name -> switchboard.v1.Usage
+	18, // 29: switchboard.v1.GenerateResponse.decision:type_name -> switchboard.v1.Decision
+	20, // 30: switchboard.v1.GenerateResponse.fallback:type_name -> switchboard.v1.Fallback
+	21, // 31: switchboard.v1.GenerateResponse.delta:type_name -> switchboard.v1.TextDelta
+	23, // 32: switchboard.v1.GenerateResponse.artifact:type_name -> switchboard.v1.MediaArtifact
+	22, // 33: switchboard.v1.GenerateResponse.tool_call:type_name -> switchboard.v1.ToolCall
+	27, // 34: switchboard.v1.GenerateResponse.completion:type_name -> switchboard.v1.Completion
+	24, // 35: switchboard.v1.GenerateResponse.reasoning:type_name -> switchboard.v1.ReasoningDelta
+	25, // 36: switchboard.v1.GenerateResponse.citation:type_name -> switchboard.v1.Citation
+	6,  // 37: switchboard.v1.RouterService.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	16, // 38: switchboard.v1.RouterService.SelectModel:input_type -> switchboard.v1.SelectModelRequest
+	15, // 39: switchboard.v1.RouterService.Generate:input_type -> switchboard.v1.GenerateRequest
+	8,  // 40: switchboard.v1.RouterService.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	19, // 41: switchboard.v1.RouterService.SelectModel:output_type -> switchboard.v1.SelectModelResponse
+	28, // 42: switchboard.v1.RouterService.Generate:output_type -> switchboard.v1.GenerateResponse
+	40, // [40:43] is the sub-list for method output_type
+	37, // [37:40] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_router_proto_init() }
@@ -2497,7 +2587,7 @@ func file_switchboard_v1_router_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_router_proto_rawDesc), len(file_switchboard_v1_router_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -8,18 +8,16 @@ same request always streams the same tokens. Everything it produces is labelled 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-import io
 import json
 import math
 import random
-import struct
-import wave
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from switchboard.errors import ProviderError
+from switchboard.providers import placeholder
 from switchboard.types import (
     Artifact,
     Citation,
@@ -148,7 +146,7 @@ class SimulatedProvider:
         rng = random.Random(seed)
         usage_in = estimate_tokens(text)
         if model.modality is not Modality.TEXT:
-            yield _artifact(model.modality, seed, text)
+            yield _artifact(model.modality, model.id)
             yield Finished(FinishReason.STOP, Usage(usage_in, 0))
             return
         if request.options.tools:
@@ -188,56 +186,17 @@ def _tokens(model: Model, text: str, rng: random.Random, count: int, *, structur
     return ["[simulated", f" {model.id}]", f" re: {head}", ":", *words][:count]
 
 
-def _artifact(modality: Modality, seed: int, text: str) -> Artifact:
+def _artifact(modality: Modality, model_id: str) -> Artifact:
+    """The placeholder a person recognises: a labelled test pattern, a test tone, an animated
+    test pattern (see ``placeholder``)."""
     if modality is Modality.IMAGE:
-        return Artifact("image/png", _png(seed), simulated=True)
+        return Artifact("image/png", _placeholder_image(model_id), simulated=True)
     if modality is Modality.SPEECH:
-        return Artifact("audio/wav", _wav(seed, text), simulated=True)
-    return Artifact("image/gif", _gif(seed), simulated=True)
+        return Artifact("audio/wav", _placeholder_tone(), simulated=True)
+    return Artifact("image/gif", _placeholder_video(model_id), simulated=True)
 
 
-def _png(seed: int, size: int = 8) -> bytes:
-    """A decodable ``size``x``size`` RGB PNG in one colour derived from ``seed``."""
-    r, g, b = seed & 0xFF, (seed >> 8) & 0xFF, (seed >> 16) & 0xFF
-    raw = b"".join(b"\x00" + bytes((r, g, b)) * size for _ in range(size))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-def _wav(seed: int, text: str, rate: int = 8000) -> bytes:
-    """A decodable mono 16-bit WAV: a tone derived from ``seed``, longer for longer text (max 1 s)."""
-    frames = min(rate, 400 + 40 * len(text))
-    freq = 220 + seed % 440
-    samples = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
-    return out.getvalue()
-
-
-def _gif(seed: int) -> bytes:
-    """A decodable two-frame 1x1 animated GIF: the simulated stand-in for a video."""
-    c1 = bytes((seed & 0xFF, (seed >> 8) & 0xFF, (seed >> 16) & 0xFF))
-    c2 = bytes(255 - c for c in c1)
-
-    def frame(index: int) -> bytes:
-        # Graphic control (0.1 s delay), a 1x1 image descriptor, then LZW data (minimum code size 2):
-        # clear code 4, the pixel's palette index, end code 5, packed 3 bits each.
-        codes = 4 | index << 3 | 5 << 6
-        return (
-            b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
-            + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00"
-            + b"\x02\x02"
-            + struct.pack("<H", codes)
-            + b"\x00"
-        )
-
-    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
-    return b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + c1 + c2 + loop + frame(0) + frame(1) + b"\x3b"
+# The same model always gets the same placeholder: made once, then served from memory.
+_placeholder_image = functools.lru_cache(maxsize=64)(placeholder.image)
+_placeholder_video = functools.lru_cache(maxsize=64)(placeholder.video)
+_placeholder_tone = functools.lru_cache(maxsize=1)(placeholder.tone)

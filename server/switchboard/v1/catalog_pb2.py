@@ -24,39 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchboard/v1/catalog.proto\x12\x0eswitchboard.v1\"o\n\x05Price\x12\x1b\n\x13\x63redits_per_request\x18\x01 \x01(\x03\x12#\n\x1b\x63redits_per_1k_input_tokens\x18\x02 \x01(\x03\x12$\n\x1c\x63redits_per_1k_output_tokens\x18\x03 \x01(\x03\"\x81\x01\n\tTierPrice\x12\"\n\x04tier\x18\x01 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12$\n\x05price\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Price\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.switchboard.v1.Modality\"Z\n\x0bModelLimits\x12\x1d\n\x15\x63ontext_window_tokens\x18\x01 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x02 \x01(\x03\x12\x11\n\tlanguages\x18\x03 \x03(\t\"n\n\rProviderRoute\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x16\n\x0eupstream_model\x18\x02 \x01(\t\x12\x34\n\x0emode_endpoints\x18\x03 \x03(\x0b\x32\x1c.switchboard.v1.ModeEndpoint\"P\n\x0cModeEndpoint\x12.\n\ncapability\x18\x01 \x01(\x0e\x32\x1a.switchboard.v1.Capability\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\"\xd3\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12*\n\x08modality\x18\x04 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x05 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x30\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12+\n\x06limits\x18\x08 \x01(\x0b\x32\x1b.switchboard.v1.ModelLimits\x12$\n\x05price\x18\t \x01(\x0b\x32\x15.switchboard.v1.Price\x12,\n\x05route\x18\n \x01(\x0b\x32\x1d.switchboard.v1.ProviderRoute\"~\n\x0fModalityDefault\x12*\n\x08modality\x18\x01 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x02 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x1b\n\x13preferred_model_ids\x18\x03 \x03(\t\"\x95\x01\n\x04Plan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0fmonthly_credits\x18\x03 \x01(\x03\x12\x1f\n\x17max_concurrent_requests\x18\x04 \x01(\x05\x12\x31\n\x08\x64\x65\x66\x61ults\x18\x05 \x03(\x0b\x32\x1f.switchboard.v1.ModalityDefault\"\xe3\x01\n\x06\x43onfig\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Model\x12#\n\x05plans\x18\x02 \x03(\x0b\x32\x14.switchboard.v1.Plan\x12\x17\n\x0f\x64\x65\x66\x61ult_plan_id\x18\x03 \x01(\t\x12.\n\x0btier_prices\x18\x04 \x03(\x0b\x32\x19.switchboard.v1.TierPrice\x12(\n\x08\x61pi_keys\x18\x06 \x03(\x0b\x32\x16.switchboard.v1.ApiKey\x12\x1a\n\x12provider_keys_file\x18\x07 \x01(\t\"P\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x1a.switchboard.v1.ApiKeyRole*t\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_VIDEO\x10\x03\x12\x13\n\x0fMODALITY_SPEECH\x10\x04*Q\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\r\n\tTIER_LITE\x10\x01\x12\x11\n\rTIER_STANDARD\x10\x02\x12\x11\n\rTIER_ADVANCED\x10\x03*\xe1\x04\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41PABILITY_IMAGE_INPUT\x10\x01\x12\x1d\n\x19\x43\x41PABILITY_DOCUMENT_INPUT\x10\x02\x12\x1a\n\x16\x43\x41PABILITY_AUDIO_INPUT\x10\x03\x12\x1a\n\x16\x43\x41PABILITY_VIDEO_INPUT\x10\x04\x12\x19\n\x15\x43\x41PABILITY_WEB_SEARCH\x10\x05\x12 \n\x1c\x43\x41PABILITY_STRUCTURED_OUTPUT\x10\x06\x12\x1b\n\x17\x43\x41PABILITY_TOOL_CALLING\x10\x07\x12\x18\n\x14\x43\x41PABILITY_REASONING\x10\x08\x12\x1f\n\x1b\x43\x41PABILITY_IMAGE_GENERATION\x10\t\x12\x1c\n\x18\x43\x41PABILITY_IMAGE_EDITING\x10\n\x12\x1c\n\x18\x43\x41PABILITY_TEXT_TO_VIDEO\x10\x0b\x12\x1d\n\x19\x43\x41PABILITY_IMAGE_TO_VIDEO\x10\x0c\x12\x1f\n\x1b\x43\x41PABILITY_REFERENCE_IMAGES\x10\r\x12\x1b\n\x17\x43\x41PABILITY_NATIVE_AUDIO\x10\x0e\x12\x19\n\x15\x43\x41PABILITY_MULTI_SHOT\x10\x0f\x12\x1c\n\x18\x43\x41PABILITY_VIDEO_EDITING\x10\x10\x12\x1e\n\x1a\x43\x41PABILITY_VIDEO_EXTENSION\x10\x11\x12\x1e\n\x1a\x43\x41PABILITY_VIDEO_REFERENCE\x10\x12\x12\x1d\n\x19\x43\x41PABILITY_TEXT_TO_SPEECH\x10\x13*[\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41PI_KEY_ROLE_CALLER\x10\x01\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchboard/v1/catalog.proto\x12\x0eswitchboard.v1\"R\n\x08TaskTier\x12\"\n\x04task\x18\x01 \x01(\x0e\x32\x14.switchboard.v1.Task\x12\"\n\x04tier\x18\x02 \x01(\x0e\x32\x14.switchboard.v1.Tier\"o\n\x05Price\x12\x1b\n\x13\x63redits_per_request\x18\x01 \x01(\x03\x12#\n\x1b\x63redits_per_1k_input_tokens\x18\x02 \x01(\x03\x12$\n\x1c\x63redits_per_1k_output_tokens\x18\x03 \x01(\x03\"\x81\x01\n\tTierPrice\x12\"\n\x04tier\x18\x01 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12$\n\x05price\x18\x02 \x01(\x0b\x32\x15.switchboard.v1.Price\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.switchboard.v1.Modality\"Z\n\x0bModelLimits\x12\x1d\n\x15\x63ontext_window_tokens\x18\x01 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x02 \x01(\x03\x12\x11\n\tlanguages\x18\x03 \x03(\t\"n\n\rProviderRoute\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x16\n\x0eupstream_model\x18\x02 \x01(\t\x12\x34\n\x0emode_endpoints\x18\x03 \x03(\x0b\x32\x1c.switchboard.v1.ModeEndpoint\"P\n\x0cModeEndpoint\x12.\n\ncapability\x18\x01 \x01(\x0e\x32\x1a.switchboard.v1.Capability\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\"\xd3\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12*\n\x08modality\x18\x04 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x05 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x30\n\x0c\x63\x61pabilities\x18\x07 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12+\n\x06limits\x18\x08 \x01(\x0b\x32\x1b.switchboard.v1.ModelLimits\x12$\n\x05price\x18\t \x01(\x0b\x32\x15.switchboard.v1.Price\x12,\n\x05route\x18\n \x01(\x0b\x32\x1d.switchboard.v1.ProviderRoute\"\xac\x01\n\x0fModalityDefault\x12*\n\x08modality\x18\x01 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x02 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x1b\n\x13preferred_model_ids\x18\x03 \x03(\t\x12,\n\ntask_tiers\x18\x04 \x03(\x0b\x32\x18.switchboard.v1.TaskTier\"\x95\x01\n\x04Plan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0fmonthly_credits\x18\x03 \x01(\x03\x12\x1f\n\x17max_concurrent_requests\x18\x04 \x01(\x05\x12\x31\n\x08\x64\x65\x66\x61ults\x18\x05 \x03(\x0b\x32\x1f.switchboard.v1.ModalityDefault\"\xe3\x01\n\x06\x43onfig\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Model\x12#\n\x05plans\x18\x02 \x03(\x0b\x32\x14.switchboard.v1.Plan\x12\x17\n\x0f\x64\x65\x66\x61ult_plan_id\x18\x03 \x01(\t\x12.\n\x0btier_prices\x18\x04 \x03(\x0b\x32\x19.switchboard.v1.TierPrice\x12(\n\x08\x61pi_keys\x18\x06 \x03(\x0b\x32\x16.switchboard.v1.ApiKey\x12\x1a\n\x12provider_keys_file\x18\x07 \x01(\t\"P\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x1a.switchboard.v1.ApiKeyRole*t\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_VIDEO\x10\x03\x12\x13\n\x0fMODALITY_SPEECH\x10\x04*Q\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\r\n\tTIER_LITE\x10\x01\x12\x11\n\rTIER_STANDARD\x10\x02\x12\x11\n\rTIER_ADVANCED\x10\x03*\xa2\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_FORMATTING\x10\x01\x12\x17\n\x13TASK_CLASSIFICATION\x10\x02\x12\x10\n\x0cTASK_SUMMARY\x10\x03\x12\r\n\tTASK_CHAT\x10\x04\x12\x10\n\x0cTASK_WRITING\x10\x05\x12\x12\n\x0eTASK_REASONING\x10\x06\x12\x0f\n\x0bTASK_CODING\x10\x07*\xe1\x04\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41PABILITY_IMAGE_INPUT\x10\x01\x12\x1d\n\x19\x43\x41PABILITY_DOCUMENT_INPUT\x10\x02\x12\x1a\n\x16\x43\x41PABILITY_AUDIO_INPUT\x10\x03\x12\x1a\n\x16\x43\x41PABILITY_VIDEO_INPUT\x10\x04\x12\x19\n\x15\x43\x41PABILITY_WEB_SEARCH\x10\x05\x12 \n\x1c\x43\x41PABILITY_STRUCTURED_OUTPUT\x10\x06\x12\x1b\n\x17\x43\x41PABILITY_TOOL_CALLING\x10\x07\x12\x18\n\x14\x43\x41PABILITY_REASONING\x10\x08\x12\x1f\n\x1b\x43\x41PABILITY_IMAGE_GENERATION\x10\t\x12\x1c\n\x18\x43\x41PABILITY_IMAGE_EDITING\x10\n\x12\x1c\n\x18\x43\x41PABILITY_TEXT_TO_VIDEO\x10\x0b\x12\x1d\n\x19\x43\x41PABILITY_IMAGE_TO_VIDEO\x10\x0c\x12\x1f\n\x1b\x43\x41PABILITY_REFERENCE_IMAGES\x10\r\x12\x1b\n\x17\x43\x41PABILITY_NATIVE_AUDIO\x10\x0e\x12\x19\n\x15\x43\x41PABILITY_MULTI_SHOT\x10\x0f\x12\x1c\n\x18\x43\x41PABILITY_VIDEO_EDITING\x10\x10\x12\x1e\n\x1a\x43\x41PABILITY_VIDEO_EXTENSION\x10\x11\x12\x1e\n\x1a\x43\x41PABILITY_VIDEO_REFERENCE\x10\x12\x12\x1d\n\x19\x43\x41PABILITY_TEXT_TO_SPEECH\x10\x13*[\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41PI_KEY_ROLE_CALLER\x10\x01\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODALITY']._serialized_start=1513
-  _globals['_MODALITY']._serialized_end=1629
-  _globals['_TIER']._serialized_start=1631
-  _globals['_TIER']._serialized_end=1712
-  _globals['_CAPABILITY']._serialized_start=1715
-  _globals['_CAPABILITY']._serialized_end=2324
-  _globals['_APIKEYROLE']._serialized_start=2326
-  _globals['_APIKEYROLE']._serialized_end=2417
-  _globals['_PRICE']._serialized_start=48
-  _globals['_PRICE']._serialized_end=159
-  _globals['_TIERPRICE']._serialized_start=162
-  _globals['_TIERPRICE']._serialized_end=291
-  _globals['_MODELLIMITS']._serialized_start=293
-  _globals['_MODELLIMITS']._serialized_end=383
-  _globals['_PROVIDERROUTE']._serialized_start=385
-  _globals['_PROVIDERROUTE']._serialized_end=495
-  _globals['_MODEENDPOINT']._serialized_start=497
-  _globals['_MODEENDPOINT']._serialized_end=577
-  _globals['_MODEL']._serialized_start=580
-  _globals['_MODEL']._serialized_end=919
-  _globals['_MODALITYDEFAULT']._serialized_start=921
-  _globals['_MODALITYDEFAULT']._serialized_end=1047
-  _globals['_PLAN']._serialized_start=1050
-  _globals['_PLAN']._serialized_end=1199
-  _globals['_CONFIG']._serialized_start=1202
-  _globals['_CONFIG']._serialized_end=1429
-  _globals['_APIKEY']._serialized_start=1431
-  _globals['_APIKEY']._serialized_end=1511
+  _globals['_MODALITY']._serialized_start=1644
+  _globals['_MODALITY']._serialized_end=1760
+  _globals['_TIER']._serialized_start=1762
+  _globals['_TIER']._serialized_end=1843
+  _globals['_TASK']._serialized_start=1846
+  _globals['_TASK']._serialized_end=2008
+  _globals['_CAPABILITY']._serialized_start=2011
+  _globals['_CAPABILITY']._serialized_end=2620
+  _globals['_APIKEYROLE']._serialized_start=2622
+  _globals['_APIKEYROLE']._serialized_end=2713
+  _globals['_TASKTIER']._serialized_start=48
+  _globals['_TASKTIER']._serialized_end=130
+  _globals['_PRICE']._serialized_start=132
+  _globals['_PRICE']._serialized_end=243
+  _globals['_TIERPRICE']._serialized_start=246
+  _globals['_TIERPRICE']._serialized_end=375
+  _globals['_MODELLIMITS']._serialized_start=377
+  _globals['_MODELLIMITS']._serialized_end=467
+  _globals['_PROVIDERROUTE']._serialized_start=469
+  _globals['_PROVIDERROUTE']._serialized_end=579
+  _globals['_MODEENDPOINT']._serialized_start=581
+  _globals['_MODEENDPOINT']._serialized_end=661
+  _globals['_MODEL']._serialized_start=664
+  _globals['_MODEL']._serialized_end=1003
+  _globals['_MODALITYDEFAULT']._serialized_start=1006
+  _globals['_MODALITYDEFAULT']._serialized_end=1178
+  _globals['_PLAN']._serialized_start=1181
+  _globals['_PLAN']._serialized_end=1330
+  _globals['_CONFIG']._serialized_start=1333
+  _globals['_CONFIG']._serialized_end=1560
+  _globals['_APIKEY']._serialized_start=1562
+  _globals['_APIKEY']._serialized_end=1642
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,10 @@
 // Command example selects a model and streams a generation from Switchboard.
 //
+//	go run ./cmd/example "Write a haiku"
 //	go run ./cmd/example -target 127.0.0.1:50051 -account acct-1 "Write a haiku"
+//
+// The target defaults to $SWITCHBOARD_TARGET, else 127.0.0.1:50051. An error prints its gRPC code
+// and Switchboard's reason, and exits 1.
 package main
 
 import (
@@ -20,49 +24,46 @@ import (
 	pb "switchboard/clients/go/switchboardv1"
 )
 
+func defaultTarget() string {
+	if t := os.Getenv("SWITCHBOARD_TARGET"); t != "" {
+		return t
+	}
+	return "127.0.0.1:50051"
+}
+
 func main() {
-	target := flag.String("target", "127.0.0.1:50051", "Switchboard address")
+	target := flag.String("target", defaultTarget(), "Switchboard address (HOST:PORT)")
 	account := flag.String("account", "go-example", "account id")
 	flag.Parse()
 	prompt := strings.Join(flag.Args(), " ")
 	if prompt == "" {
 		prompt = "Hello from Go"
 	}
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer conn.Close()
-	client := pb.NewRouterServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	req := &pb.GenerateRequest{AccountId: *account, Modality: pb.Modality_MODALITY_TEXT, Content: &pb.GenerateRequest_Prompt{Prompt: prompt}}
+	conn, _ := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	client := pb.NewRouterServiceClient(conn)
+	req := &pb.GenerateRequest{AccountId: *account, Modality: pb.Modality_MODALITY_TEXT,
+		Content: &pb.GenerateRequest_Prompt{Prompt: prompt}}
 	sel, err := client.SelectModel(ctx, &pb.SelectModelRequest{Request: req})
 	if err != nil {
 		code, reason, meta := switchboard.ErrorInfo(err)
-		log.Fatalf("select: %s %s %v", code, reason, meta)
+		log.Fatalf("select: %v %s %v (%v)", code, reason, meta, err)
 	}
-	fmt.Fprintf(os.Stderr, "# would use %s (fallbacks %v)\n", sel.GetDecision().GetModel().GetId(), sel.GetDecision().GetFallbackModelIds())
-
-	stream, err := client.Generate(ctx, req)
-	if err != nil {
-		log.Fatal(err)
-	}
+	fmt.Fprintln(os.Stderr, "# would use", sel.GetDecision().GetModel().GetId())
+	stream, _ := client.Generate(ctx, req)
 	for {
 		frame, err := stream.Recv()
 		if err == io.EOF {
-			return
+			break
 		}
 		if err != nil {
-			code, reason, _ := switchboard.ErrorInfo(err)
-			log.Fatalf("generate: %s %s", code, reason)
+			code, reason, meta := switchboard.ErrorInfo(err)
+			log.Fatalf("generate: %v %s %v (%v)", code, reason, meta, err)
 		}
-		switch ev := frame.GetEvent().(type) {
-		case *pb.GenerateResponse_Delta:
-			fmt.Print(ev.Delta.GetText())
-		case *pb.GenerateResponse_Completion:
-			fmt.Fprintf(os.Stderr, "\n# done: %d credits, balance %d\n", ev.Completion.GetCreditsCharged(), ev.Completion.GetBalanceRemaining())
-		}
+		fmt.Print(frame.GetDelta().GetText())
 	}
+	fmt.Println()
 }

@@ -23,41 +23,50 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from switchboard_client.v1 import catalog_pb2 as switchboard_dot_v1_dot_catalog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchboard/v1/accounts.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x19\n\x11\x61llowance_credits\x18\x04 \x01(\x03\x12\x15\n\rtopup_credits\x18\x05 \x01(\x03\x12\x14\n\x0cheld_credits\x18\x06 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12requests_in_flight\x18\t \x01(\x05\";\n\x14\x43reateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\"A\n\x15\x43reateAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"?\n\x18UpdateAccountPlanRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\"E\n\x19UpdateAccountPlanResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x12GetAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"a\n\x13GrantCreditsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"Q\n\x14GrantCreditsResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\"\x9d\x02\n\x0bLedgerEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.switchboard.v1.LedgerEntryKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x17\n\x0f\x61llowance_delta\x18\x05 \x01(\x03\x12\x13\n\x0btopup_delta\x18\x06 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x07 \x01(\x03\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x0c\n\x04note\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x18ListLedgerEntriesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListLedgerEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.switchboard.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xfa\x01\n\x0fLedgerEntryKind\x12!\n\x1dLEDGER_ENTRY_KIND_UNSPECIFIED\x10\x00\x12%\n!LEDGER_ENTRY_KIND_ALLOWANCE_GRANT\x10\x01\x12&\n\"LEDGER_ENTRY_KIND_ALLOWANCE_EXPIRE\x10\x02\x12\x1c\n\x18LEDGER_ENTRY_KIND_TOP_UP\x10\x03\x12\x1a\n\x16LEDGER_ENTRY_KIND_HOLD\x10\x04\x12\x1c\n\x18LEDGER_ENTRY_KIND_CHARGE\x10\x05\x12\x1d\n\x19LEDGER_ENTRY_KIND_RELEASE\x10\x06\x32\xf2\x03\n\x0e\x41\x63\x63ountService\x12\\\n\rCreateAccount\x12$.switchboard.v1.CreateAccountRequest\x1a%.switchboard.v1.CreateAccountResponse\x12h\n\x11UpdateAccountPlan\x12(.switchboard.v1.UpdateAccountPlanRequest\x1a).switchboard.v1.UpdateAccountPlanResponse\x12S\n\nGetAccount\x12!.switchboard.v1.GetAccountRequest\x1a\".switchboard.v1.GetAccountResponse\x12Y\n\x0cGrantCredits\x12#.switchboard.v1.GrantCreditsRequest\x1a$.switchboard.v1.GrantCreditsResponse\x12h\n\x11ListLedgerEntries\x12(.switchboard.v1.ListLedgerEntriesRequest\x1a).switchboard.v1.ListLedgerEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchboard/v1/accounts.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchboard/v1/catalog.proto\"\x85\x02\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x19\n\x11\x61llowance_credits\x18\x04 \x01(\x03\x12\x15\n\rtopup_credits\x18\x05 \x01(\x03\x12\x14\n\x0cheld_credits\x18\x06 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12requests_in_flight\x18\t \x01(\x05\";\n\x14\x43reateAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\"A\n\x15\x43reateAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"?\n\x18UpdateAccountPlanRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07plan_id\x18\x02 \x01(\t\"E\n\x19UpdateAccountPlanResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x12GetAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\"a\n\x13GrantCreditsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"Q\n\x14GrantCreditsResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Account\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\"\x9d\x02\n\x0bLedgerEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.switchboard.v1.LedgerEntryKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x17\n\x0f\x61llowance_delta\x18\x05 \x01(\x03\x12\x13\n\x0btopup_delta\x18\x06 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x07 \x01(\x03\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x0c\n\x04note\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x18ListLedgerEntriesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListLedgerEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.switchboard.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xec\x01\n\x0fGetUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08group_by\x18\x05 \x01(\x0e\x32\x1c.switchboard.v1.UsageGroupBy\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\xdf\x01\n\nUsageGroup\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12*\n\x08modality\x18\x02 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x03 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x10\n\x08requests\x18\x06 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x07 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x08 \x01(\x03\x12\x15\n\routput_tokens\x18\t \x01(\x03\"\xbe\x02\n\x10GetUsageResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06groups\x18\x03 \x03(\x0b\x32\x1a.switchboard.v1.UsageGroup\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\x12)\n\x05total\x18\x05 \x01(\x0b\x32\x1a.switchboard.v1.UsageGroup\x12\x16\n\x0etop_up_credits\x18\x06 \x01(\x03\x12!\n\x19\x61llowance_granted_credits\x18\x07 \x01(\x03\x12!\n\x19\x61llowance_expired_credits\x18\x08 \x01(\x03*\xfa\x01\n\x0fLedgerEntryKind\x12!\n\x1dLEDGER_ENTRY_KIND_UNSPECIFIED\x10\x00\x12%\n!LEDGER_ENTRY_KIND_ALLOWANCE_GRANT\x10\x01\x12&\n\"LEDGER_ENTRY_KIND_ALLOWANCE_EXPIRE\x10\x02\x12\x1c\n\x18LEDGER_ENTRY_KIND_TOP_UP\x10\x03\x12\x1a\n\x16LEDGER_ENTRY_KIND_HOLD\x10\x04\x12\x1c\n\x18LEDGER_ENTRY_KIND_CHARGE\x10\x05\x12\x1d\n\x19LEDGER_ENTRY_KIND_RELEASE\x10\x06*\xb2\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x01\x12\x1b\n\x17USAGE_GROUP_BY_MODALITY\x10\x02\x12\x17\n\x13USAGE_GROUP_BY_TIER\x10\x03\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x04\x12\x1a\n\x16USAGE_GROUP_BY_ACCOUNT\x10\x05\x32\xc1\x04\n\x0e\x41\x63\x63ountService\x12\\\n\rCreateAccount\x12$.switchboard.v1.CreateAccountRequest\x1a%.switchboard.v1.CreateAccountResponse\x12h\n\x11UpdateAccountPlan\x12(.switchboard.v1.UpdateAccountPlanRequest\x1a).switchboard.v1.UpdateAccountPlanResponse\x12S\n\nGetAccount\x12!.switchboard.v1.GetAccountRequest\x1a\".switchboard.v1.GetAccountResponse\x12Y\n\x0cGrantCredits\x12#.switchboard.v1.GrantCreditsRequest\x1a$.switchboard.v1.GrantCreditsResponse\x12h\n\x11ListLedgerEntries\x12(.switchboard.v1.ListLedgerEntriesRequest\x1a).switchboard.v1.ListLedgerEntriesResponse\x12M\n\x08GetUsage\x12\x1f.switchboard.v1.GetUsageRequest\x1a .switchboard.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEDGERENTRYKIND']._serialized_start=1373
-  _globals['_LEDGERENTRYKIND']._serialized_end=1623
-  _globals['_ACCOUNT']._serialized_start=83
-  _globals['_ACCOUNT']._serialized_end=344
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=346
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=405
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=407
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=472
-  _globals['_UPDATEACCOUNTPLANREQUEST']._serialized_start=474
-  _globals['_UPDATEACCOUNTPLANREQUEST']._serialized_end=537
-  _globals['_UPDATEACCOUNTPLANRESPONSE']._serialized_start=539
-  _globals['_UPDATEACCOUNTPLANRESPONSE']._serialized_end=608
-  _globals['_GETACCOUNTREQUEST']._serialized_start=610
-  _globals['_GETACCOUNTREQUEST']._serialized_end=649
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=651
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=713
-  _globals['_GRANTCREDITSREQUEST']._serialized_start=715
-  _globals['_GRANTCREDITSREQUEST']._serialized_end=812
-  _globals['_GRANTCREDITSRESPONSE']._serialized_start=814
-  _globals['_GRANTCREDITSRESPONSE']._serialized_end=895
-  _globals['_LEDGERENTRY']._serialized_start=898
-  _globals['_LEDGERENTRY']._serialized_end=1183
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=1185
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=1270
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=1272
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=1370
-  _globals['_ACCOUNTSERVICE']._serialized_start=1626
-  _globals['_ACCOUNTSERVICE']._serialized_end=2124
+  _globals['_LEDGERENTRYKIND']._serialized_start=2189
+  _globals['_LEDGERENTRYKIND']._serialized_end=2439
+  _globals['_USAGEGROUPBY']._serialized_start=2442
+  _globals['_USAGEGROUPBY']._serialized_end=2620
+  _globals['_ACCOUNT']._serialized_start=113
+  _globals['_ACCOUNT']._serialized_end=374
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=376
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=435
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=437
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=502
+  _globals['_UPDATEACCOUNTPLANREQUEST']._serialized_start=504
+  _globals['_UPDATEACCOUNTPLANREQUEST']._serialized_end=567
+  _globals['_UPDATEACCOUNTPLANRESPONSE']._serialized_start=569
+  _globals['_UPDATEACCOUNTPLANRESPONSE']._serialized_end=638
+  _globals['_GETACCOUNTREQUEST']._serialized_start=640
+  _globals['_GETACCOUNTREQUEST']._serialized_end=679
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=681
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=743
+  _globals['_GRANTCREDITSREQUEST']._serialized_start=745
+  _globals['_GRANTCREDITSREQUEST']._serialized_end=842
+  _globals['_GRANTCREDITSRESPONSE']._serialized_start=844
+  _globals['_GRANTCREDITSRESPONSE']._serialized_end=925
+  _globals['_LEDGERENTRY']._serialized_start=928
+  _globals['_LEDGERENTRY']._serialized_end=1213
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=1215
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=1300
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=1302
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=1400
+  _globals['_GETUSAGEREQUEST']._serialized_start=1403
+  _globals['_GETUSAGEREQUEST']._serialized_end=1639
+  _globals['_USAGEGROUP']._serialized_start=1642
+  _globals['_USAGEGROUP']._serialized_end=1865
+  _globals['_GETUSAGERESPONSE']._serialized_start=1868
+  _globals['_GETUSAGERESPONSE']._serialized_end=2186
+  _globals['_ACCOUNTSERVICE']._serialized_start=2623
+  _globals['_ACCOUNTSERVICE']._serialized_end=3200
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from switchboard_client.v1 import catalog_pb2 as _catalog_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -19,6 +20,15 @@ class LedgerEntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LEDGER_ENTRY_KIND_HOLD: _ClassVar[LedgerEntryKind]
     LEDGER_ENTRY_KIND_CHARGE: _ClassVar[LedgerEntryKind]
     LEDGER_ENTRY_KIND_RELEASE: _ClassVar[LedgerEntryKind]
+
+class UsageGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_GROUP_BY_UNSPECIFIED: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_MODEL: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_MODALITY: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_TIER: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_DAY: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_ACCOUNT: _ClassVar[UsageGroupBy]
 LEDGER_ENTRY_KIND_UNSPECIFIED: LedgerEntryKind
 LEDGER_ENTRY_KIND_ALLOWANCE_GRANT: LedgerEntryKind
 LEDGER_ENTRY_KIND_ALLOWANCE_EXPIRE: LedgerEntryKind
@@ -26,6 +36,12 @@ LEDGER_ENTRY_KIND_TOP_UP: LedgerEntryKind
 LEDGER_ENTRY_KIND_HOLD: LedgerEntryKind
 LEDGER_ENTRY_KIND_CHARGE: LedgerEntryKind
 LEDGER_ENTRY_KIND_RELEASE: LedgerEntryKind
+USAGE_GROUP_BY_UNSPECIFIED: UsageGroupBy
+USAGE_GROUP_BY_MODEL: UsageGroupBy
+USAGE_GROUP_BY_MODALITY: UsageGroupBy
+USAGE_GROUP_BY_TIER: UsageGroupBy
+USAGE_GROUP_BY_DAY: UsageGroupBy
+USAGE_GROUP_BY_ACCOUNT: UsageGroupBy
 
 class Account(_message.Message):
     __slots__ = ("account_id", "plan_id", "balance", "allowance_credits", "topup_credits", "held_credits", "period_start", "period_end", "requests_in_flight")
@@ -152,3 +168,63 @@ class ListLedgerEntriesResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
     next_page_token: str
     def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("account_id", "model_id", "start_time", "end_time", "group_by", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    model_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    group_by: UsageGroupBy
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., model_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Union[UsageGroupBy, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class UsageGroup(_message.Message):
+    __slots__ = ("model_id", "modality", "tier", "day", "account_id", "requests", "credits", "input_tokens", "output_tokens")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    modality: _catalog_pb2.Modality
+    tier: _catalog_pb2.Tier
+    day: str
+    account_id: str
+    requests: int
+    credits: int
+    input_tokens: int
+    output_tokens: int
+    def __init__(self, model_id: _Optional[str] = ..., modality: _Optional[_Union[_catalog_pb2.Modality, str]] = ..., tier: _Optional[_Union[_catalog_pb2.Tier, str]] = ..., day: _Optional[str] = ..., account_id: _Optional[str] = ..., requests: _Optional[int] = ..., credits: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("start_time", "end_time", "groups", "next_page_token", "total", "top_up_credits", "allowance_granted_credits", "allowance_expired_credits")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TOP_UP_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWANCE_GRANTED_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWANCE_EXPIRED_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    groups: _containers.RepeatedCompositeFieldContainer[UsageGroup]
+    next_page_token: str
+    total: UsageGroup
+    top_up_credits: int
+    allowance_granted_credits: int
+    allowance_expired_credits: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[UsageGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[_Union[UsageGroup, _Mapping]] = ..., top_up_credits: _Optional[int] = ..., allowance_granted_credits: _Optional[int] = ..., allowance_expired_credits: _Optional[int] = ...) -> None: ...

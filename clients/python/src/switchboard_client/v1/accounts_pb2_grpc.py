@@ -66,6 +66,11 @@ class AccountServiceStub:
                 request_serializer=switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/switchboard.v1.AccountService/GetUsage',
+                request_serializer=switchboard_dot_v1_dot_accounts__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_accounts__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -115,6 +120,16 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+        credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+        allowance changes of the range beside them. It answers for one account, or, given only a
+        model, across every account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +157,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListLedgerEntries,
                     request_deserializer=switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=switchboard_dot_v1_dot_accounts__pb2.GetUsageRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_accounts__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -286,6 +306,33 @@ class AccountService:
             '/switchboard.v1.AccountService/ListLedgerEntries',
             switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesRequest.SerializeToString,
             switchboard_dot_v1_dot_accounts__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AccountService/GetUsage',
+            switchboard_dot_v1_dot_accounts__pb2.GetUsageRequest.SerializeToString,
+            switchboard_dot_v1_dot_accounts__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,17 @@ class Tier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIER_STANDARD: _ClassVar[Tier]
     TIER_ADVANCED: _ClassVar[Tier]
 
+class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_UNSPECIFIED: _ClassVar[Task]
+    TASK_FORMATTING: _ClassVar[Task]
+    TASK_CLASSIFICATION: _ClassVar[Task]
+    TASK_SUMMARY: _ClassVar[Task]
+    TASK_CHAT: _ClassVar[Task]
+    TASK_WRITING: _ClassVar[Task]
+    TASK_REASONING: _ClassVar[Task]
+    TASK_CODING: _ClassVar[Task]
+
 class Capability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CAPABILITY_UNSPECIFIED: _ClassVar[Capability]
@@ -59,6 +70,14 @@ TIER_UNSPECIFIED: Tier
 TIER_LITE: Tier
 TIER_STANDARD: Tier
 TIER_ADVANCED: Tier
+TASK_UNSPECIFIED: Task
+TASK_FORMATTING: Task
+TASK_CLASSIFICATION: Task
+TASK_SUMMARY: Task
+TASK_CHAT: Task
+TASK_WRITING: Task
+TASK_REASONING: Task
+TASK_CODING: Task
 CAPABILITY_UNSPECIFIED: Capability
 CAPABILITY_IMAGE_INPUT: Capability
 CAPABILITY_DOCUMENT_INPUT: Capability
@@ -82,6 +101,14 @@ CAPABILITY_TEXT_TO_SPEECH: Capability
 API_KEY_ROLE_UNSPECIFIED: ApiKeyRole
 API_KEY_ROLE_CALLER: ApiKeyRole
 API_KEY_ROLE_ADMIN: ApiKeyRole
+
+class TaskTier(_message.Message):
+    __slots__ = ("task", "tier")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    tier: Tier
+    def __init__(self, task: _Optional[_Union[Task, str]] = ..., tier: _Optional[_Union[Tier, str]] = ...) -> None: ...
 
 class Price(_message.Message):
     __slots__ = ("credits_per_request", "credits_per_1k_input_tokens", "credits_per_1k_output_tokens")
@@ -156,14 +183,16 @@ class Model(_message.Message):
     def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., provider: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., tier: _Optional[_Union[Tier, str]] = ..., description: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, str]]] = ..., limits: _Optional[_Union[ModelLimits, _Mapping]] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., route: _Optional[_Union[ProviderRoute, _Mapping]] = ...) -> None: ...
 
 class ModalityDefault(_message.Message):
-    __slots__ = ("modality", "tier", "preferred_model_ids")
+    __slots__ = ("modality", "tier", "preferred_model_ids", "task_tiers")
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    TASK_TIERS_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     tier: Tier
     preferred_model_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., tier: _Optional[_Union[Tier, str]] = ..., preferred_model_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    task_tiers: _containers.RepeatedCompositeFieldContainer[TaskTier]
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., tier: _Optional[_Union[Tier, str]] = ..., preferred_model_ids: _Optional[_Iterable[str]] = ..., task_tiers: _Optional[_Iterable[_Union[TaskTier, _Mapping]]] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("id", "display_name", "monthly_credits", "max_concurrent_requests", "defaults")

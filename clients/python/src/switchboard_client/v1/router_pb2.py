@@ -25,23 +25,25 @@ _sym_db = _symbol_database.Default()
 from switchboard_client.v1 import catalog_pb2 as switchboard_dot_v1_dot_catalog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bswitchboard/v1/router.proto\x12\x0eswitchboard.v1\x1a\x1cswitchboard/v1/catalog.proto\"u\n\x11ListModelsRequest\x12*\n\x08modality\x18\x01 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x02 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x10\n\x08provider\x18\x03 \x01(\t\"\x93\x01\n\x0cModelListing\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Model\x12+\n\x06health\x18\x02 \x01(\x0e\x32\x1b.switchboard.v1.ModelHealth\x12\x11\n\tsimulated\x18\x03 \x01(\x08\x12\x1d\n\x15\x63ooldown_remaining_ms\x18\x04 \x01(\x03\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.switchboard.v1.ModelListing\"V\n\nAttachment\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x12\x0c\n\x04name\x18\x04 \x01(\tB\x08\n\x06source\"s\n\x0b\x43hatMessage\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.switchboard.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x1a.switchboard.v1.Attachment\"=\n\x0c\x43onversation\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.switchboard.v1.ChatMessage\"5\n\x10StructuredOutput\x12\x13\n\x0bjson_schema\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"I\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"\xd8\x01\n\x11GenerationOptions\x12\x12\n\nweb_search\x18\x01 \x01(\x08\x12;\n\x11structured_output\x18\x02 \x01(\x0b\x32 .switchboard.v1.StructuredOutput\x12#\n\x05tools\x18\x03 \x03(\x0b\x32\x14.switchboard.v1.Tool\x12\x11\n\treasoning\x18\x04 \x01(\x08\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x05\x12\r\n\x05voice\x18\x07 \x01(\t\"\xc9\x03\n\x0fGenerateRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\x39\n\x15required_capabilities\x18\x04 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12\x10\n\x06prompt\x18\x05 \x01(\tH\x00\x12\x34\n\x0c\x63onversation\x18\x06 \x01(\x0b\x32\x1c.switchboard.v1.ConversationH\x00\x12/\n\x0b\x61ttachments\x18\x07 \x03(\x0b\x32\x1a.switchboard.v1.Attachment\x12\x32\n\x07options\x18\x08 \x01(\x0b\x32!.switchboard.v1.GenerationOptions\x12\x17\n\x0fpinned_model_id\x18\t \x01(\t\x12,\n\x0epreferred_tier\x18\n \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x18\n\x0bmax_credits\x18\x0b \x01(\x03H\x01\x88\x01\x01\x42\t\n\x07\x63ontentB\x0e\n\x0c_max_credits\"F\n\x12SelectModelRequest\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1f.switchboard.v1.GenerateRequest\"\x98\x01\n\tNotChosen\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.switchboard.v1.NotChosenReason\x12\x38\n\x14missing_capabilities\x18\x03 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xcc\x02\n\x08\x44\x65\x63ision\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Model\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x1d.switchboard.v1.SelectionMode\x12\x1a\n\x12\x66\x61llback_model_ids\x18\x03 \x03(\t\x12\x19\n\x11\x65stimated_credits\x18\x04 \x01(\x03\x12\x39\n\x15required_capabilities\x18\x05 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12(\n\nstart_tier\x18\x06 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12-\n\nnot_chosen\x18\x07 \x03(\x0b\x32\x19.switchboard.v1.NotChosen\x12\x11\n\tsimulated\x18\x08 \x01(\x08\x12\x0f\n\x07plan_id\x18\t \x01(\t\"A\n\x13SelectModelResponse\x12*\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Decision\"h\n\x08\x46\x61llback\x12\x15\n\rfrom_model_id\x18\x01 \x01(\t\x12\x13\n\x0bto_model_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"_\n\rMediaArtifact\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x12\x11\n\tsimulated\x18\x04 \x01(\x08\x42\t\n\x07\x63ontent\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"b\n\x08\x43itation\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0bstart_index\x18\x03 \x01(\x05\x12\x11\n\tend_index\x18\x04 \x01(\x05\x12\x12\n\ncited_text\x18\x05 \x01(\t\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"\x81\x02\n\nCompletion\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x33\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x17\n\x0f\x63redits_charged\x18\x04 \x01(\x03\x12\x1e\n\x11\x62\x61lance_remaining\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\tB\x14\n\x12_balance_remaining\"\x9a\x03\n\x10GenerateResponse\x12,\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.DecisionH\x00\x12,\n\x08\x66\x61llback\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.FallbackH\x00\x12*\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x19.switchboard.v1.TextDeltaH\x00\x12\x31\n\x08\x61rtifact\x18\x04 \x01(\x0b\x32\x1d.switchboard.v1.MediaArtifactH\x00\x12-\n\ttool_call\x18\x05 \x01(\x0b\x32\x18.switchboard.v1.ToolCallH\x00\x12\x30\n\ncompletion\x18\x06 \x01(\x0b\x32\x1a.switchboard.v1.CompletionH\x00\x12\x33\n\treasoning\x18\x07 \x01(\x0b\x32\x1e.switchboard.v1.ReasoningDeltaH\x00\x12,\n\x08\x63itation\x18\x08 \x01(\x0b\x32\x18.switchboard.v1.CitationH\x00\x42\x07\n\x05\x65vent*d\n\x0bModelHealth\x12\x1c\n\x18MODEL_HEALTH_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_HEALTH_SERVING\x10\x01\x12\x1d\n\x19MODEL_HEALTH_COOLING_DOWN\x10\x02*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*h\n\rSelectionMode\x12\x1e\n\x1aSELECTION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18SELECTION_MODE_AUTOMATIC\x10\x01\x12\x19\n\x15SELECTION_MODE_PINNED\x10\x02*\xe3\x02\n\x0fNotChosenReason\x12!\n\x1dNOT_CHOSEN_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eNOT_CHOSEN_REASON_RANKED_LOWER\x10\x01\x12 \n\x1cNOT_CHOSEN_REASON_NOT_PINNED\x10\x02\x12$\n NOT_CHOSEN_REASON_WRONG_MODALITY\x10\x03\x12(\n$NOT_CHOSEN_REASON_MISSING_CAPABILITY\x10\x04\x12*\n&NOT_CHOSEN_REASON_UNSUPPORTED_LANGUAGE\x10\x05\x12!\n\x1dNOT_CHOSEN_REASON_UNAVAILABLE\x10\x06\x12#\n\x1fNOT_CHOSEN_REASON_OVER_COST_CAP\x10\x07\x12#\n\x1fNOT_CHOSEN_REASON_CANNOT_AFFORD\x10\x08*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\x8d\x02\n\rRouterService\x12S\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\x12V\n\x0bSelectModel\x12\".switchboard.v1.SelectModelRequest\x1a#.switchboard.v1.SelectModelResponse\x12O\n\x08Generate\x12\x1f.switchboard.v1.GenerateRequest\x1a .switchboard.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bswitchboard/v1/router.proto\x12\x0eswitchboard.v1\x1a\x1cswitchboard/v1/catalog.proto\"u\n\x11ListModelsRequest\x12*\n\x08modality\x18\x01 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\"\n\x04tier\x18\x02 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x10\n\x08provider\x18\x03 \x01(\t\"\x93\x01\n\x0cModelListing\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Model\x12+\n\x06health\x18\x02 \x01(\x0e\x32\x1b.switchboard.v1.ModelHealth\x12\x11\n\tsimulated\x18\x03 \x01(\x08\x12\x1d\n\x15\x63ooldown_remaining_ms\x18\x04 \x01(\x03\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.switchboard.v1.ModelListing\"V\n\nAttachment\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x12\x0c\n\x04name\x18\x04 \x01(\tB\x08\n\x06source\"s\n\x0b\x43hatMessage\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.switchboard.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x1a.switchboard.v1.Attachment\"=\n\x0c\x43onversation\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.switchboard.v1.ChatMessage\"5\n\x10StructuredOutput\x12\x13\n\x0bjson_schema\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"I\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"\xd8\x01\n\x11GenerationOptions\x12\x12\n\nweb_search\x18\x01 \x01(\x08\x12;\n\x11structured_output\x18\x02 \x01(\x0b\x32 .switchboard.v1.StructuredOutput\x12#\n\x05tools\x18\x03 \x03(\x0b\x32\x14.switchboard.v1.Tool\x12\x11\n\treasoning\x18\x04 \x01(\x08\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x05\x12\r\n\x05voice\x18\x07 \x01(\t\"\xed\x03\n\x0fGenerateRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.switchboard.v1.Modality\x12\x39\n\x15required_capabilities\x18\x04 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12\x10\n\x06prompt\x18\x05 \x01(\tH\x00\x12\x34\n\x0c\x63onversation\x18\x06 \x01(\x0b\x32\x1c.switchboard.v1.ConversationH\x00\x12/\n\x0b\x61ttachments\x18\x07 \x03(\x0b\x32\x1a.switchboard.v1.Attachment\x12\x32\n\x07options\x18\x08 \x01(\x0b\x32!.switchboard.v1.GenerationOptions\x12\x17\n\x0fpinned_model_id\x18\t \x01(\t\x12,\n\x0epreferred_tier\x18\n \x01(\x0e\x32\x14.switchboard.v1.Tier\x12\x18\n\x0bmax_credits\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12\"\n\x04task\x18\x0c \x01(\x0e\x32\x14.switchboard.v1.TaskB\t\n\x07\x63ontentB\x0e\n\x0c_max_credits\"F\n\x12SelectModelRequest\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1f.switchboard.v1.GenerateRequest\"\x98\x01\n\tNotChosen\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.switchboard.v1.NotChosenReason\x12\x38\n\x14missing_capabilities\x18\x03 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xf9\x02\n\x08\x44\x65\x63ision\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.switchboard.v1.Model\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x1d.switchboard.v1.SelectionMode\x12\x1a\n\x12\x66\x61llback_model_ids\x18\x03 \x03(\t\x12\x19\n\x11\x65stimated_credits\x18\x04 \x01(\x03\x12\x39\n\x15required_capabilities\x18\x05 \x03(\x0e\x32\x1a.switchboard.v1.Capability\x12(\n\nstart_tier\x18\x06 \x01(\x0e\x32\x14.switchboard.v1.Tier\x12-\n\nnot_chosen\x18\x07 \x03(\x0b\x32\x19.switchboard.v1.NotChosen\x12\x11\n\tsimulated\x18\x08 \x01(\x08\x12\x0f\n\x07plan_id\x18\t \x01(\t\x12+\n\ttier_rule\x18\n \x01(\x0e\x32\x18.switchboard.v1.TierRule\"A\n\x13SelectModelResponse\x12*\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Decision\"h\n\x08\x46\x61llback\x12\x15\n\rfrom_model_id\x18\x01 \x01(\t\x12\x13\n\x0bto_model_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"_\n\rMediaArtifact\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x12\x11\n\tsimulated\x18\x04 \x01(\x08\x42\t\n\x07\x63ontent\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"b\n\x08\x43itation\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0bstart_index\x18\x03 \x01(\x05\x12\x11\n\tend_index\x18\x04 \x01(\x05\x12\x12\n\ncited_text\x18\x05 \x01(\t\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"\x81\x02\n\nCompletion\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x33\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x17\n\x0f\x63redits_charged\x18\x04 \x01(\x03\x12\x1e\n\x11\x62\x61lance_remaining\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\tB\x14\n\x12_balance_remaining\"\x9a\x03\n\x10GenerateResponse\x12,\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.DecisionH\x00\x12,\n\x08\x66\x61llback\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.FallbackH\x00\x12*\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x19.switchboard.v1.TextDeltaH\x00\x12\x31\n\x08\x61rtifact\x18\x04 \x01(\x0b\x32\x1d.switchboard.v1.MediaArtifactH\x00\x12-\n\ttool_call\x18\x05 \x01(\x0b\x32\x18.switchboard.v1.ToolCallH\x00\x12\x30\n\ncompletion\x18\x06 \x01(\x0b\x32\x1a.switchboard.v1.CompletionH\x00\x12\x33\n\treasoning\x18\x07 \x01(\x0b\x32\x1e.switchboard.v1.ReasoningDeltaH\x00\x12,\n\x08\x63itation\x18\x08 \x01(\x0b\x32\x18.switchboard.v1.CitationH\x00\x42\x07\n\x05\x65vent*d\n\x0bModelHealth\x12\x1c\n\x18MODEL_HEALTH_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_HEALTH_SERVING\x10\x01\x12\x1d\n\x19MODEL_HEALTH_COOLING_DOWN\x10\x02*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*h\n\rSelectionMode\x12\x1e\n\x1aSELECTION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18SELECTION_MODE_AUTOMATIC\x10\x01\x12\x19\n\x15SELECTION_MODE_PINNED\x10\x02*\xe3\x02\n\x0fNotChosenReason\x12!\n\x1dNOT_CHOSEN_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eNOT_CHOSEN_REASON_RANKED_LOWER\x10\x01\x12 \n\x1cNOT_CHOSEN_REASON_NOT_PINNED\x10\x02\x12$\n NOT_CHOSEN_REASON_WRONG_MODALITY\x10\x03\x12(\n$NOT_CHOSEN_REASON_MISSING_CAPABILITY\x10\x04\x12*\n&NOT_CHOSEN_REASON_UNSUPPORTED_LANGUAGE\x10\x05\x12!\n\x1dNOT_CHOSEN_REASON_UNAVAILABLE\x10\x06\x12#\n\x1fNOT_CHOSEN_REASON_OVER_COST_CAP\x10\x07\x12#\n\x1fNOT_CHOSEN_REASON_CANNOT_AFFORD\x10\x08*s\n\x08TierRule\x12\x19\n\x15TIER_RULE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TIER_RULE_PREFERRED_TIER\x10\x01\x12\x12\n\x0eTIER_RULE_TASK\x10\x02\x12\x1a\n\x16TIER_RULE_PLAN_DEFAULT\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\x8d\x02\n\rRouterService\x12S\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\x12V\n\x0bSelectModel\x12\".switchboard.v1.SelectModelRequest\x1a#.switchboard.v1.SelectModelResponse\x12O\n\x08Generate\x12\x1f.switchboard.v1.GenerateRequest\x1a .switchboard.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELHEALTH']._serialized_start=3271
-  _globals['_MODELHEALTH']._serialized_end=3371
-  _globals['_ROLE']._serialized_start=3373
-  _globals['_ROLE']._serialized_end=3468
-  _globals['_SELECTIONMODE']._serialized_start=3470
-  _globals['_SELECTIONMODE']._serialized_end=3574
-  _globals['_NOTCHOSENREASON']._serialized_start=3577
-  _globals['_NOTCHOSENREASON']._serialized_end=3932
-  _globals['_FINISHREASON']._serialized_start=3935
-  _globals['_FINISHREASON']._serialized_end=4094
+  _globals['_MODELHEALTH']._serialized_start=3352
+  _globals['_MODELHEALTH']._serialized_end=3452
+  _globals['_ROLE']._serialized_start=3454
+  _globals['_ROLE']._serialized_end=3549
+  _globals['_SELECTIONMODE']._serialized_start=3551
+  _globals['_SELECTIONMODE']._serialized_end=3655
+  _globals['_NOTCHOSENREASON']._serialized_start=3658
+  _globals['_NOTCHOSENREASON']._serialized_end=4013
+  _globals['_TIERRULE']._serialized_start=4015
+  _globals['_TIERRULE']._serialized_end=4130
+  _globals['_FINISHREASON']._serialized_start=4133
+  _globals['_FINISHREASON']._serialized_end=4292
   _globals['_LISTMODELSREQUEST']._serialized_start=77
   _globals['_LISTMODELSREQUEST']._serialized_end=194
   _globals['_MODELLISTING']._serialized_start=197
@@ -61,33 +63,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATIONOPTIONS']._serialized_start=813
   _globals['_GENERATIONOPTIONS']._serialized_end=1029
   _globals['_GENERATEREQUEST']._serialized_start=1032
-  _globals['_GENERATEREQUEST']._serialized_end=1489
-  _globals['_SELECTMODELREQUEST']._serialized_start=1491
-  _globals['_SELECTMODELREQUEST']._serialized_end=1561
-  _globals['_NOTCHOSEN']._serialized_start=1564
-  _globals['_NOTCHOSEN']._serialized_end=1716
-  _globals['_DECISION']._serialized_start=1719
-  _globals['_DECISION']._serialized_end=2051
-  _globals['_SELECTMODELRESPONSE']._serialized_start=2053
-  _globals['_SELECTMODELRESPONSE']._serialized_end=2118
-  _globals['_FALLBACK']._serialized_start=2120
-  _globals['_FALLBACK']._serialized_end=2224
-  _globals['_TEXTDELTA']._serialized_start=2226
-  _globals['_TEXTDELTA']._serialized_end=2251
-  _globals['_TOOLCALL']._serialized_start=2253
-  _globals['_TOOLCALL']._serialized_end=2313
-  _globals['_MEDIAARTIFACT']._serialized_start=2315
-  _globals['_MEDIAARTIFACT']._serialized_end=2410
-  _globals['_REASONINGDELTA']._serialized_start=2412
-  _globals['_REASONINGDELTA']._serialized_end=2442
-  _globals['_CITATION']._serialized_start=2444
-  _globals['_CITATION']._serialized_end=2542
-  _globals['_USAGE']._serialized_start=2544
-  _globals['_USAGE']._serialized_end=2596
-  _globals['_COMPLETION']._serialized_start=2599
-  _globals['_COMPLETION']._serialized_end=2856
-  _globals['_GENERATERESPONSE']._serialized_start=2859
-  _globals['_GENERATERESPONSE']._serialized_end=3269
-  _globals['_ROUTERSERVICE']._serialized_start=4097
-  _globals['_ROUTERSERVICE']._serialized_end=4366
+  _globals['_GENERATEREQUEST']._serialized_end=1525
+  _globals['_SELECTMODELREQUEST']._serialized_start=1527
+  _globals['_SELECTMODELREQUEST']._serialized_end=1597
+  _globals['_NOTCHOSEN']._serialized_start=1600
+  _globals['_NOTCHOSEN']._serialized_end=1752
+  _globals['_DECISION']._serialized_start=1755
+  _globals['_DECISION']._serialized_end=2132
+  _globals['_SELECTMODELRESPONSE']._serialized_start=2134
+  _globals['_SELECTMODELRESPONSE']._serialized_end=2199
+  _globals['_FALLBACK']._serialized_start=2201
+  _globals['_FALLBACK']._serialized_end=2305
+  _globals['_TEXTDELTA']._serialized_start=2307
+  _globals['_TEXTDELTA']._serialized_end=2332
+  _globals['_TOOLCALL']._serialized_start=2334
+  _globals['_TOOLCALL']._serialized_end=2394
+  _globals['_MEDIAARTIFACT']._serialized_start=2396
+  _globals['_MEDIAARTIFACT']._serialized_end=2491
+  _globals['_REASONINGDELTA']._serialized_start=2493
+  _globals['_REASONINGDELTA']._serialized_end=2523
+  _globals['_CITATION']._serialized_start=2525
+  _globals['_CITATION']._serialized_end=2623
+  _globals['_USAGE']._serialized_start=2625
+  _globals['_USAGE']._serialized_end=2677
+  _globals['_COMPLETION']._serialized_start=2680
+  _globals['_COMPLETION']._serialized_end=2937
+  _globals['_GENERATERESPONSE']._serialized_start=2940
+  _globals['_GENERATERESPONSE']._serialized_end=3350
+  _globals['_ROUTERSERVICE']._serialized_start=4295
+  _globals['_ROUTERSERVICE']._serialized_end=4564
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,13 @@ class NotChosenReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOT_CHOSEN_REASON_OVER_COST_CAP: _ClassVar[NotChosenReason]
     NOT_CHOSEN_REASON_CANNOT_AFFORD: _ClassVar[NotChosenReason]
 
+class TierRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_RULE_UNSPECIFIED: _ClassVar[TierRule]
+    TIER_RULE_PREFERRED_TIER: _ClassVar[TierRule]
+    TIER_RULE_TASK: _ClassVar[TierRule]
+    TIER_RULE_PLAN_DEFAULT: _ClassVar[TierRule]
+
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
@@ -67,6 +74,10 @@ NOT_CHOSEN_REASON_UNSUPPORTED_LANGUAGE: NotChosenReason
 NOT_CHOSEN_REASON_UNAVAILABLE: NotChosenReason
 NOT_CHOSEN_REASON_OVER_COST_CAP: NotChosenReason
 NOT_CHOSEN_REASON_CANNOT_AFFORD: NotChosenReason
+TIER_RULE_UNSPECIFIED: TierRule
+TIER_RULE_PREFERRED_TIER: TierRule
+TIER_RULE_TASK: TierRule
+TIER_RULE_PLAN_DEFAULT: TierRule
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -166,7 +177,7 @@ class GenerationOptions(_message.Message):
     def __init__(self, web_search: _Optional[bool] = ..., structured_output: _Optional[_Union[StructuredOutput, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., reasoning: _Optional[bool] = ..., language: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., voice: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("account_id", "request_id", "modality", "required_capabilities", "prompt", "conversation", "attachments", "options", "pinned_model_id", "preferred_tier", "max_credits")
+    __slots__ = ("account_id", "request_id", "modality", "required_capabilities", "prompt", "conversation", "attachments", "options", "pinned_model_id", "preferred_tier", "max_credits", "task")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +189,7 @@ class GenerateRequest(_message.Message):
     PINNED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_TIER_FIELD_NUMBER: _ClassVar[int]
     MAX_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     request_id: str
     modality: _catalog_pb2.Modality
@@ -189,7 +201,8 @@ class GenerateRequest(_message.Message):
     pinned_model_id: str
     preferred_tier: _catalog_pb2.Tier
     max_credits: int
-    def __init__(self, account_id: _Optional[str] = ..., request_id: _Optional[str] = ..., modality: _Optional[_Union[_catalog_pb2.Modality, str]] = ..., required_capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, str]]] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., pinned_model_id: _Optional[str] = ..., preferred_tier: _Optional[_Union[_catalog_pb2.Tier, str]] = ..., max_credits: _Optional[int] = ...) -> None: ...
+    task: _catalog_pb2.Task
+    def __init__(self, account_id: _Optional[str] = ..., request_id: _Optional[str] = ..., modality: _Optional[_Union[_catalog_pb2.Modality, str]] = ..., required_capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, str]]] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., options: _Optional[_Union[GenerationOptions, _Mapping]] = ..., pinned_model_id: _Optional[str] = ..., preferred_tier: _Optional[_Union[_catalog_pb2.Tier, str]] = ..., max_credits: _Optional[int] = ..., task: _Optional[_Union[_catalog_pb2.Task, str]] = ...) -> None: ...
 
 class SelectModelRequest(_message.Message):
     __slots__ = ("request",)
@@ -210,7 +223,7 @@ class NotChosen(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., reason: _Optional[_Union[NotChosenReason, str]] = ..., missing_capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, str]]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("model", "mode", "fallback_model_ids", "estimated_credits", "required_capabilities", "start_tier", "not_chosen", "simulated", "plan_id")
+    __slots__ = ("model", "mode", "fallback_model_ids", "estimated_credits", "required_capabilities", "start_tier", "not_chosen", "simulated", "plan_id", "tier_rule")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +233,7 @@ class Decision(_message.Message):
     NOT_CHOSEN_FIELD_NUMBER: _ClassVar[int]
     SIMULATED_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_RULE_FIELD_NUMBER: _ClassVar[int]
     model: _catalog_pb2.Model
     mode: SelectionMode
     fallback_model_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -229,7 +243,8 @@ class Decision(_message.Message):
     not_chosen: _containers.RepeatedCompositeFieldContainer[NotChosen]
     simulated: bool
     plan_id: str
-    def __init__(self, model: _Optional[_Union[_catalog_pb2.Model, _Mapping]] = ..., mode: _Optional[_Union[SelectionMode, str]] = ..., fallback_model_ids: _Optional[_Iterable[str]] = ..., estimated_credits: _Optional[int] = ..., required_capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, str]]] = ..., start_tier: _Optional[_Union[_catalog_pb2.Tier, str]] = ..., not_chosen: _Optional[_Iterable[_Union[NotChosen, _Mapping]]] = ..., simulated: _Optional[bool] = ..., plan_id: _Optional[str] = ...) -> None: ...
+    tier_rule: TierRule
+    def __init__(self, model: _Optional[_Union[_catalog_pb2.Model, _Mapping]] = ..., mode: _Optional[_Union[SelectionMode, str]] = ..., fallback_model_ids: _Optional[_Iterable[str]] = ..., estimated_credits: _Optional[int] = ..., required_capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, str]]] = ..., start_tier: _Optional[_Union[_catalog_pb2.Tier, str]] = ..., not_chosen: _Optional[_Iterable[_Union[NotChosen, _Mapping]]] = ..., simulated: _Optional[bool] = ..., plan_id: _Optional[str] = ..., tier_rule: _Optional[_Union[TierRule, str]] = ...) -> None: ...
 
 class SelectModelResponse(_message.Message):
     __slots__ = ("decision",)

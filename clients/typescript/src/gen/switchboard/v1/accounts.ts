@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { Modality, modalityFromJSON, modalityToJSON, Tier, tierFromJSON, tierToJSON } from "./catalog.js";
 
 /** LedgerEntryKind is what a ledger entry records. */
 export enum LedgerEntryKind {
@@ -86,6 +87,70 @@ export function ledgerEntryKindToJSON(object: LedgerEntryKind): string {
     case LedgerEntryKind.LEDGER_ENTRY_KIND_RELEASE:
       return "LEDGER_ENTRY_KIND_RELEASE";
     case LedgerEntryKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** UsageGroupBy is how GetUsage groups settled requests. */
+export enum UsageGroupBy {
+  /** USAGE_GROUP_BY_UNSPECIFIED - USAGE_GROUP_BY_UNSPECIFIED groups by model, as USAGE_GROUP_BY_MODEL does. */
+  USAGE_GROUP_BY_UNSPECIFIED = 0,
+  /** USAGE_GROUP_BY_MODEL - USAGE_GROUP_BY_MODEL gives one group per model that served a request. */
+  USAGE_GROUP_BY_MODEL = 1,
+  /** USAGE_GROUP_BY_MODALITY - USAGE_GROUP_BY_MODALITY gives one group per modality. */
+  USAGE_GROUP_BY_MODALITY = 2,
+  /** USAGE_GROUP_BY_TIER - USAGE_GROUP_BY_TIER gives one group per tier of the serving model. */
+  USAGE_GROUP_BY_TIER = 3,
+  /** USAGE_GROUP_BY_DAY - USAGE_GROUP_BY_DAY gives one group per calendar day in UTC. */
+  USAGE_GROUP_BY_DAY = 4,
+  /** USAGE_GROUP_BY_ACCOUNT - USAGE_GROUP_BY_ACCOUNT gives one group per account (useful across accounts for one model). */
+  USAGE_GROUP_BY_ACCOUNT = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function usageGroupByFromJSON(object: any): UsageGroupBy {
+  switch (object) {
+    case 0:
+    case "USAGE_GROUP_BY_UNSPECIFIED":
+      return UsageGroupBy.USAGE_GROUP_BY_UNSPECIFIED;
+    case 1:
+    case "USAGE_GROUP_BY_MODEL":
+      return UsageGroupBy.USAGE_GROUP_BY_MODEL;
+    case 2:
+    case "USAGE_GROUP_BY_MODALITY":
+      return UsageGroupBy.USAGE_GROUP_BY_MODALITY;
+    case 3:
+    case "USAGE_GROUP_BY_TIER":
+      return UsageGroupBy.USAGE_GROUP_BY_TIER;
+    case 4:
+    case "USAGE_GROUP_BY_DAY":
+      return UsageGroupBy.USAGE_GROUP_BY_DAY;
+    case 5:
+    case "USAGE_GROUP_BY_ACCOUNT":
+      return UsageGroupBy.USAGE_GROUP_BY_ACCOUNT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UsageGroupBy.UNRECOGNIZED;
+  }
+}
+
+export function usageGroupByToJSON(object: UsageGroupBy): string {
+  switch (object) {
+    case UsageGroupBy.USAGE_GROUP_BY_UNSPECIFIED:
+      return "USAGE_GROUP_BY_UNSPECIFIED";
+    case UsageGroupBy.USAGE_GROUP_BY_MODEL:
+      return "USAGE_GROUP_BY_MODEL";
+    case UsageGroupBy.USAGE_GROUP_BY_MODALITY:
+      return "USAGE_GROUP_BY_MODALITY";
+    case UsageGroupBy.USAGE_GROUP_BY_TIER:
+      return "USAGE_GROUP_BY_TIER";
+    case UsageGroupBy.USAGE_GROUP_BY_DAY:
+      return "USAGE_GROUP_BY_DAY";
+    case UsageGroupBy.USAGE_GROUP_BY_ACCOUNT:
+      return "USAGE_GROUP_BY_ACCOUNT";
+    case UsageGroupBy.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -229,6 +294,91 @@ export interface ListLedgerEntriesResponse {
   entries: LedgerEntry[];
   /** The token for the next page; empty when this is the last page. */
   nextPageToken: string;
+}
+
+/** GetUsageRequest names whose usage to total, over which time range and grouped how. */
+export interface GetUsageRequest {
+  /** The account whose usage to total. Empty means every account, which needs model_id. */
+  accountId: string;
+  /** Only requests served by this model; empty means every model. */
+  modelId: string;
+  /**
+   * The start of the range (inclusive). Empty means the start of the account's current period
+   * (across accounts: the start of the current calendar month in UTC).
+   */
+  startTime:
+    | Date
+    | undefined;
+  /** The end of the range (exclusive). Empty means the end of that period. */
+  endTime:
+    | Date
+    | undefined;
+  /** How to group the settled requests; empty means by model. */
+  groupBy: UsageGroupBy;
+  /** The most groups to return; zero means 50; at most 500. */
+  pageSize: number;
+  /**
+   * The next_page_token of the previous page (with the same request otherwise); empty for the
+   * first page.
+   */
+  pageToken: string;
+}
+
+/** UsageGroup is the usage of one group: the group's key, then its totals. */
+export interface UsageGroup {
+  /**
+   * The serving model, when grouped by model (empty for requests settled before the ledger
+   * recorded models).
+   */
+  modelId: string;
+  /** The modality, when grouped by modality. */
+  modality: Modality;
+  /** The serving model's tier, when grouped by tier. */
+  tier: Tier;
+  /** The calendar day in UTC as YYYY-MM-DD, when grouped by day. */
+  day: string;
+  /** The account, when grouped by account. */
+  accountId: string;
+  /** Settled requests: charged, and released without a charge (failures, cancellations). */
+  requests: number;
+  /** Credits charged. */
+  credits: number;
+  /** Input tokens the provider reported (or estimated, for a request cut short). */
+  inputTokens: number;
+  /** Output tokens the provider reported (or delivered, for a request cut short). */
+  outputTokens: number;
+}
+
+/**
+ * GetUsageResponse is one page of groups, the totals of the whole range, and the credits added
+ * to the account in the range.
+ */
+export interface GetUsageResponse {
+  /** The start of the range used (inclusive). */
+  startTime:
+    | Date
+    | undefined;
+  /** The end of the range used (exclusive). */
+  endTime:
+    | Date
+    | undefined;
+  /** The groups of this page, in order of their key. */
+  groups: UsageGroup[];
+  /** The token for the next page; empty when this is the last page. */
+  nextPageToken: string;
+  /** The totals of every group of the range (its key fields are empty). */
+  total:
+    | UsageGroup
+    | undefined;
+  /** Purchased credits added in the range (TOP_UP entries); zero across accounts. */
+  topUpCredits: number;
+  /** Allowance granted in the range (ALLOWANCE_GRANT entries); zero across accounts. */
+  allowanceGrantedCredits: number;
+  /**
+   * Allowance that expired in the range (ALLOWANCE_EXPIRE entries, as a positive number); zero
+   * across accounts.
+   */
+  allowanceExpiredCredits: number;
 }
 
 function createBaseAccount(): Account {
@@ -1615,6 +1765,646 @@ export const ListLedgerEntriesResponse: MessageFns<ListLedgerEntriesResponse> = 
   },
 };
 
+function createBaseGetUsageRequest(): GetUsageRequest {
+  return {
+    accountId: "",
+    modelId: "",
+    startTime: undefined,
+    endTime: undefined,
+    groupBy: 0,
+    pageSize: 0,
+    pageToken: "",
+  };
+}
+
+export const GetUsageRequest: MessageFns<GetUsageRequest> = {
+  encode(message: GetUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.modelId !== "") {
+      writer.uint32(18).string(message.modelId);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(26).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
+    }
+    if (message.groupBy !== 0) {
+      writer.uint32(40).int32(message.groupBy);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(48).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(58).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.groupBy = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      modelId: isSet(object.modelId)
+        ? globalThis.String(object.modelId)
+        : isSet(object.model_id)
+        ? globalThis.String(object.model_id)
+        : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      groupBy: isSet(object.groupBy)
+        ? usageGroupByFromJSON(object.groupBy)
+        : isSet(object.group_by)
+        ? usageGroupByFromJSON(object.group_by)
+        : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: GetUsageRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.modelId !== "") {
+      obj.modelId = message.modelId;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.groupBy !== 0) {
+      obj.groupBy = usageGroupByToJSON(message.groupBy);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageRequest>, I>>(base?: I): GetUsageRequest {
+    return GetUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageRequest>, I>>(object: I): GetUsageRequest {
+    const message = createBaseGetUsageRequest();
+    message.accountId = object.accountId ?? "";
+    message.modelId = object.modelId ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
+    message.groupBy = object.groupBy ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseUsageGroup(): UsageGroup {
+  return {
+    modelId: "",
+    modality: 0,
+    tier: 0,
+    day: "",
+    accountId: "",
+    requests: 0,
+    credits: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+  };
+}
+
+export const UsageGroup: MessageFns<UsageGroup> = {
+  encode(message: UsageGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelId !== "") {
+      writer.uint32(10).string(message.modelId);
+    }
+    if (message.modality !== 0) {
+      writer.uint32(16).int32(message.modality);
+    }
+    if (message.tier !== 0) {
+      writer.uint32(24).int32(message.tier);
+    }
+    if (message.day !== "") {
+      writer.uint32(34).string(message.day);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(42).string(message.accountId);
+    }
+    if (message.requests !== 0) {
+      writer.uint32(48).int64(message.requests);
+    }
+    if (message.credits !== 0) {
+      writer.uint32(56).int64(message.credits);
+    }
+    if (message.inputTokens !== 0) {
+      writer.uint32(64).int64(message.inputTokens);
+    }
+    if (message.outputTokens !== 0) {
+      writer.uint32(72).int64(message.outputTokens);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageGroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.modality = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tier = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.day = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.requests = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.credits = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.inputTokens = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.outputTokens = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageGroup {
+    return {
+      modelId: isSet(object.modelId)
+        ? globalThis.String(object.modelId)
+        : isSet(object.model_id)
+        ? globalThis.String(object.model_id)
+        : "",
+      modality: isSet(object.modality) ? modalityFromJSON(object.modality) : 0,
+      tier: isSet(object.tier) ? tierFromJSON(object.tier) : 0,
+      day: isSet(object.day) ? globalThis.String(object.day) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      requests: isSet(object.requests) ? globalThis.Number(object.requests) : 0,
+      credits: isSet(object.credits) ? globalThis.Number(object.credits) : 0,
+      inputTokens: isSet(object.inputTokens)
+        ? globalThis.Number(object.inputTokens)
+        : isSet(object.input_tokens)
+        ? globalThis.Number(object.input_tokens)
+        : 0,
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.Number(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.Number(object.output_tokens)
+        : 0,
+    };
+  },
+
+  toJSON(message: UsageGroup): unknown {
+    const obj: any = {};
+    if (message.modelId !== "") {
+      obj.modelId = message.modelId;
+    }
+    if (message.modality !== 0) {
+      obj.modality = modalityToJSON(message.modality);
+    }
+    if (message.tier !== 0) {
+      obj.tier = tierToJSON(message.tier);
+    }
+    if (message.day !== "") {
+      obj.day = message.day;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.requests !== 0) {
+      obj.requests = Math.round(message.requests);
+    }
+    if (message.credits !== 0) {
+      obj.credits = Math.round(message.credits);
+    }
+    if (message.inputTokens !== 0) {
+      obj.inputTokens = Math.round(message.inputTokens);
+    }
+    if (message.outputTokens !== 0) {
+      obj.outputTokens = Math.round(message.outputTokens);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageGroup>, I>>(base?: I): UsageGroup {
+    return UsageGroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageGroup>, I>>(object: I): UsageGroup {
+    const message = createBaseUsageGroup();
+    message.modelId = object.modelId ?? "";
+    message.modality = object.modality ?? 0;
+    message.tier = object.tier ?? 0;
+    message.day = object.day ?? "";
+    message.accountId = object.accountId ?? "";
+    message.requests = object.requests ?? 0;
+    message.credits = object.credits ?? 0;
+    message.inputTokens = object.inputTokens ?? 0;
+    message.outputTokens = object.outputTokens ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetUsageResponse(): GetUsageResponse {
+  return {
+    startTime: undefined,
+    endTime: undefined,
+    groups: [],
+    nextPageToken: "",
+    total: undefined,
+    topUpCredits: 0,
+    allowanceGrantedCredits: 0,
+    allowanceExpiredCredits: 0,
+  };
+}
+
+export const GetUsageResponse: MessageFns<GetUsageResponse> = {
+  encode(message: GetUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(10).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(18).fork()).join();
+    }
+    for (const v of message.groups) {
+      UsageGroup.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(34).string(message.nextPageToken);
+    }
+    if (message.total !== undefined) {
+      UsageGroup.encode(message.total, writer.uint32(42).fork()).join();
+    }
+    if (message.topUpCredits !== 0) {
+      writer.uint32(48).int64(message.topUpCredits);
+    }
+    if (message.allowanceGrantedCredits !== 0) {
+      writer.uint32(56).int64(message.allowanceGrantedCredits);
+    }
+    if (message.allowanceExpiredCredits !== 0) {
+      writer.uint32(64).int64(message.allowanceExpiredCredits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.groups.push(UsageGroup.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.total = UsageGroup.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.topUpCredits = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.allowanceGrantedCredits = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.allowanceExpiredCredits = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageResponse {
+    return {
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => UsageGroup.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      total: isSet(object.total) ? UsageGroup.fromJSON(object.total) : undefined,
+      topUpCredits: isSet(object.topUpCredits)
+        ? globalThis.Number(object.topUpCredits)
+        : isSet(object.top_up_credits)
+        ? globalThis.Number(object.top_up_credits)
+        : 0,
+      allowanceGrantedCredits: isSet(object.allowanceGrantedCredits)
+        ? globalThis.Number(object.allowanceGrantedCredits)
+        : isSet(object.allowance_granted_credits)
+        ? globalThis.Number(object.allowance_granted_credits)
+        : 0,
+      allowanceExpiredCredits: isSet(object.allowanceExpiredCredits)
+        ? globalThis.Number(object.allowanceExpiredCredits)
+        : isSet(object.allowance_expired_credits)
+        ? globalThis.Number(object.allowance_expired_credits)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetUsageResponse): unknown {
+    const obj: any = {};
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => UsageGroup.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.total !== undefined) {
+      obj.total = UsageGroup.toJSON(message.total);
+    }
+    if (message.topUpCredits !== 0) {
+      obj.topUpCredits = Math.round(message.topUpCredits);
+    }
+    if (message.allowanceGrantedCredits !== 0) {
+      obj.allowanceGrantedCredits = Math.round(message.allowanceGrantedCredits);
+    }
+    if (message.allowanceExpiredCredits !== 0) {
+      obj.allowanceExpiredCredits = Math.round(message.allowanceExpiredCredits);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageResponse>, I>>(base?: I): GetUsageResponse {
+    return GetUsageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageResponse>, I>>(object: I): GetUsageResponse {
+    const message = createBaseGetUsageResponse();
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
+    message.groups = object.groups?.map((e) => UsageGroup.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.total = (object.total !== undefined && object.total !== null)
+      ? UsageGroup.fromPartial(object.total)
+      : undefined;
+    message.topUpCredits = object.topUpCredits ?? 0;
+    message.allowanceGrantedCredits = object.allowanceGrantedCredits ?? 0;
+    message.allowanceExpiredCredits = object.allowanceExpiredCredits ?? 0;
+    return message;
+  },
+};
+
 /**
  * AccountService is the platform's admin side of credits: accounts, plans, top-ups and the
  * ledger. Credits are whole numbers.
@@ -1688,6 +2478,21 @@ export const AccountServiceService = {
       Buffer.from(ListLedgerEntriesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLedgerEntriesResponse => ListLedgerEntriesResponse.decode(value),
   },
+  /**
+   * GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+   * credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+   * allowance changes of the range beside them. It answers for one account, or, given only a
+   * model, across every account.
+   */
+  getUsage: {
+    path: "/switchboard.v1.AccountService/GetUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetUsageRequest): Buffer => Buffer.from(GetUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetUsageRequest => GetUsageRequest.decode(value),
+    responseSerialize: (value: GetUsageResponse): Buffer => Buffer.from(GetUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetUsageResponse => GetUsageResponse.decode(value),
+  },
 } as const;
 
 export interface AccountServiceServer extends UntypedServiceImplementation {
@@ -1707,6 +2512,13 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
   grantCredits: handleUnaryCall<GrantCreditsRequest, GrantCreditsResponse>;
   /** ListLedgerEntries pages through an account's ledger, oldest first. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
+  /**
+   * GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+   * credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+   * allowance changes of the range beside them. It answers for one account, or, given only a
+   * model, across every account.
+   */
+  getUsage: handleUnaryCall<GetUsageRequest, GetUsageResponse>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -1795,6 +2607,27 @@ export interface AccountServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLedgerEntriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetUsage totals what was spent in a time range, from the ledger's settled requests: requests,
+   * credits and tokens grouped by model, modality, tier, day or account, with the top-ups and
+   * allowance changes of the range beside them. It answers for one account, or, given only a
+   * model, across every account.
+   */
+  getUsage(
+    request: GetUsageRequest,
+    callback: (error: ServiceError | null, response: GetUsageResponse) => void,
+  ): ClientUnaryCall;
+  getUsage(
+    request: GetUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetUsageResponse) => void,
+  ): ClientUnaryCall;
+  getUsage(
+    request: GetUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetUsageResponse) => void,
   ): ClientUnaryCall;
 }
 

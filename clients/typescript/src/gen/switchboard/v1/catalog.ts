@@ -115,6 +115,87 @@ export function tierToJSON(object: Tier): string {
 }
 
 /**
+ * Task is what a request is for, as the product's model page groups uses. A plan maps tasks to the
+ * tier automatic selection starts from (ModalityDefault.task_tiers).
+ */
+export enum Task {
+  /** TASK_UNSPECIFIED - TASK_UNSPECIFIED means the request does not say: the plan's default tier applies. */
+  TASK_UNSPECIFIED = 0,
+  /** TASK_FORMATTING - TASK_FORMATTING is reformatting or converting text (a Lite task on the model page). */
+  TASK_FORMATTING = 1,
+  /** TASK_CLASSIFICATION - TASK_CLASSIFICATION is labelling or routing an input (a Lite task). */
+  TASK_CLASSIFICATION = 2,
+  /** TASK_SUMMARY - TASK_SUMMARY is a quick summary (a Lite task). */
+  TASK_SUMMARY = 3,
+  /** TASK_CHAT - TASK_CHAT is an everyday conversation (a Standard task). */
+  TASK_CHAT = 4,
+  /** TASK_WRITING - TASK_WRITING is higher-quality writing (an Advanced task). */
+  TASK_WRITING = 5,
+  /** TASK_REASONING - TASK_REASONING is complex, multi-step reasoning (an Advanced task). */
+  TASK_REASONING = 6,
+  /** TASK_CODING - TASK_CODING is writing or changing code (a Standard task). */
+  TASK_CODING = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function taskFromJSON(object: any): Task {
+  switch (object) {
+    case 0:
+    case "TASK_UNSPECIFIED":
+      return Task.TASK_UNSPECIFIED;
+    case 1:
+    case "TASK_FORMATTING":
+      return Task.TASK_FORMATTING;
+    case 2:
+    case "TASK_CLASSIFICATION":
+      return Task.TASK_CLASSIFICATION;
+    case 3:
+    case "TASK_SUMMARY":
+      return Task.TASK_SUMMARY;
+    case 4:
+    case "TASK_CHAT":
+      return Task.TASK_CHAT;
+    case 5:
+    case "TASK_WRITING":
+      return Task.TASK_WRITING;
+    case 6:
+    case "TASK_REASONING":
+      return Task.TASK_REASONING;
+    case 7:
+    case "TASK_CODING":
+      return Task.TASK_CODING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Task.UNRECOGNIZED;
+  }
+}
+
+export function taskToJSON(object: Task): string {
+  switch (object) {
+    case Task.TASK_UNSPECIFIED:
+      return "TASK_UNSPECIFIED";
+    case Task.TASK_FORMATTING:
+      return "TASK_FORMATTING";
+    case Task.TASK_CLASSIFICATION:
+      return "TASK_CLASSIFICATION";
+    case Task.TASK_SUMMARY:
+      return "TASK_SUMMARY";
+    case Task.TASK_CHAT:
+      return "TASK_CHAT";
+    case Task.TASK_WRITING:
+      return "TASK_WRITING";
+    case Task.TASK_REASONING:
+      return "TASK_REASONING";
+    case Task.TASK_CODING:
+      return "TASK_CODING";
+    case Task.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
  * Capability is something a request may need and a model may offer.
  * Requests name capabilities directly, or the server derives them from attachments and options.
  */
@@ -322,6 +403,14 @@ export function apiKeyRoleToJSON(object: ApiKeyRole): string {
   }
 }
 
+/** TaskTier is the tier automatic selection starts from for one task. */
+export interface TaskTier {
+  /** The task. */
+  task: Task;
+  /** The tier to start from; required. */
+  tier: Tier;
+}
+
 /**
  * Price is what one request costs in credits. The total is credits_per_request plus the
  * per-1,000-token rates applied to the request's input and output tokens (text models).
@@ -439,6 +528,11 @@ export interface ModalityDefault {
    * order. Listing a model first in the default tier makes it the plan's default model.
    */
   preferredModelIds: string[];
+  /**
+   * The tier to start from for a request that names its task and no preferred tier; a task not
+   * listed starts from `tier`. Each task at most once.
+   */
+  taskTiers: TaskTier[];
 }
 
 /**
@@ -500,6 +594,91 @@ export interface ApiKey {
   /** What the key may call. */
   role: ApiKeyRole;
 }
+
+function createBaseTaskTier(): TaskTier {
+  return { task: 0, tier: 0 };
+}
+
+export const TaskTier: MessageFns<TaskTier> = {
+  encode(message: TaskTier, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.task !== 0) {
+      writer.uint32(8).int32(message.task);
+    }
+    if (message.tier !== 0) {
+      writer.uint32(16).int32(message.tier);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskTier {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskTier();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.task = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.tier = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskTier {
+    return {
+      task: isSet(object.task) ? taskFromJSON(object.task) : 0,
+      tier: isSet(object.tier) ? tierFromJSON(object.tier) : 0,
+    };
+  },
+
+  toJSON(message: TaskTier): unknown {
+    const obj: any = {};
+    if (message.task !== 0) {
+      obj.task = taskToJSON(message.task);
+    }
+    if (message.tier !== 0) {
+      obj.tier = tierToJSON(message.tier);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskTier>, I>>(base?: I): TaskTier {
+    return TaskTier.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskTier>, I>>(object: I): TaskTier {
+    const message = createBaseTaskTier();
+    message.task = object.task ?? 0;
+    message.tier = object.tier ?? 0;
+    return message;
+  },
+};
 
 function createBasePrice(): Price {
   return { creditsPerRequest: 0, creditsPer1kInputTokens: 0, creditsPer1kOutputTokens: 0 };
@@ -1269,7 +1448,7 @@ export const Model: MessageFns<Model> = {
 };
 
 function createBaseModalityDefault(): ModalityDefault {
-  return { modality: 0, tier: 0, preferredModelIds: [] };
+  return { modality: 0, tier: 0, preferredModelIds: [], taskTiers: [] };
 }
 
 export const ModalityDefault: MessageFns<ModalityDefault> = {
@@ -1282,6 +1461,9 @@ export const ModalityDefault: MessageFns<ModalityDefault> = {
     }
     for (const v of message.preferredModelIds) {
       writer.uint32(26).string(v!);
+    }
+    for (const v of message.taskTiers) {
+      TaskTier.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1323,6 +1505,14 @@ export const ModalityDefault: MessageFns<ModalityDefault> = {
             message.preferredModelIds.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.taskTiers.push(TaskTier.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1344,6 +1534,11 @@ export const ModalityDefault: MessageFns<ModalityDefault> = {
         : globalThis.Array.isArray(object?.preferred_model_ids)
         ? object.preferred_model_ids.map((e: any) => globalThis.String(e))
         : [],
+      taskTiers: globalThis.Array.isArray(object?.taskTiers)
+        ? object.taskTiers.map((e: any) => TaskTier.fromJSON(e))
+        : globalThis.Array.isArray(object?.task_tiers)
+        ? object.task_tiers.map((e: any) => TaskTier.fromJSON(e))
+        : [],
     };
   },
 
@@ -1358,6 +1553,9 @@ export const ModalityDefault: MessageFns<ModalityDefault> = {
     if (message.preferredModelIds?.length) {
       obj.preferredModelIds = message.preferredModelIds;
     }
+    if (message.taskTiers?.length) {
+      obj.taskTiers = message.taskTiers.map((e) => TaskTier.toJSON(e));
+    }
     return obj;
   },
 
@@ -1369,6 +1567,7 @@ export const ModalityDefault: MessageFns<ModalityDefault> = {
     message.modality = object.modality ?? 0;
     message.tier = object.tier ?? 0;
     message.preferredModelIds = object.preferredModelIds?.map((e) => e) || [];
+    message.taskTiers = object.taskTiers?.map((e) => TaskTier.fromPartial(e)) || [];
     return message;
   },
 };

@@ -28,6 +28,9 @@ import {
   modalityFromJSON,
   modalityToJSON,
   Model,
+  Task,
+  taskFromJSON,
+  taskToJSON,
   Tier,
   tierFromJSON,
   tierToJSON,
@@ -261,6 +264,59 @@ export function notChosenReasonToJSON(object: NotChosenReason): string {
   }
 }
 
+/** TierRule is the rule that chose the tier automatic selection started from. */
+export enum TierRule {
+  /** TIER_RULE_UNSPECIFIED - TIER_RULE_UNSPECIFIED is the value of a pinned decision: no tier was chosen. */
+  TIER_RULE_UNSPECIFIED = 0,
+  /** TIER_RULE_PREFERRED_TIER - TIER_RULE_PREFERRED_TIER: the request's preferred_tier (it wins over the task). */
+  TIER_RULE_PREFERRED_TIER = 1,
+  /** TIER_RULE_TASK - TIER_RULE_TASK: the plan's tier for the request's task. */
+  TIER_RULE_TASK = 2,
+  /**
+   * TIER_RULE_PLAN_DEFAULT - TIER_RULE_PLAN_DEFAULT: the plan's default tier for the modality (no task, or a task the plan
+   * does not map).
+   */
+  TIER_RULE_PLAN_DEFAULT = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function tierRuleFromJSON(object: any): TierRule {
+  switch (object) {
+    case 0:
+    case "TIER_RULE_UNSPECIFIED":
+      return TierRule.TIER_RULE_UNSPECIFIED;
+    case 1:
+    case "TIER_RULE_PREFERRED_TIER":
+      return TierRule.TIER_RULE_PREFERRED_TIER;
+    case 2:
+    case "TIER_RULE_TASK":
+      return TierRule.TIER_RULE_TASK;
+    case 3:
+    case "TIER_RULE_PLAN_DEFAULT":
+      return TierRule.TIER_RULE_PLAN_DEFAULT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TierRule.UNRECOGNIZED;
+  }
+}
+
+export function tierRuleToJSON(object: TierRule): string {
+  switch (object) {
+    case TierRule.TIER_RULE_UNSPECIFIED:
+      return "TIER_RULE_UNSPECIFIED";
+    case TierRule.TIER_RULE_PREFERRED_TIER:
+      return "TIER_RULE_PREFERRED_TIER";
+    case TierRule.TIER_RULE_TASK:
+      return "TIER_RULE_TASK";
+    case TierRule.TIER_RULE_PLAN_DEFAULT:
+      return "TIER_RULE_PLAN_DEFAULT";
+    case TierRule.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** FinishReason is why a generation ended. */
 export enum FinishReason {
   /** FINISH_REASON_UNSPECIFIED - FINISH_REASON_UNSPECIFIED is never returned. */
@@ -469,7 +525,14 @@ export interface GenerateRequest {
    * model above it is refused. Unset means no cap. At most 1,000,000,000,000 (10^12); a negative
    * or larger value is INVALID_ARGUMENT (INVALID_FIELD).
    */
-  maxCredits?: number | undefined;
+  maxCredits?:
+    | number
+    | undefined;
+  /**
+   * What the request is for. In automatic mode without a preferred_tier, the plan's tier for the
+   * task is where selection starts; empty means the plan's default tier for the modality.
+   */
+  task: Task;
 }
 
 /** SelectModelRequest asks which model Generate would use for a request. */
@@ -516,7 +579,10 @@ export interface Decision {
    * attachments and options, in enum order.
    */
   requiredCapabilities: Capability[];
-  /** The tier automatic selection started from (the preferred tier or the plan's default). */
+  /**
+   * The tier automatic selection started from (the preferred tier, the plan's tier for the task, or
+   * the plan's default); tier_rule says which.
+   */
   startTier: Tier;
   /** Every other catalog model, in catalog order, with the reason it was not chosen. */
   notChosen: NotChosen[];
@@ -524,6 +590,8 @@ export interface Decision {
   simulated: boolean;
   /** The plan selection used. */
   planId: string;
+  /** Which rule chose start_tier. */
+  tierRule: TierRule;
 }
 
 /** SelectModelResponse is the decision for a request. */
@@ -1654,6 +1722,7 @@ function createBaseGenerateRequest(): GenerateRequest {
     pinnedModelId: "",
     preferredTier: 0,
     maxCredits: undefined,
+    task: 0,
   };
 }
 
@@ -1695,6 +1764,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     }
     if (message.maxCredits !== undefined) {
       writer.uint32(88).int64(message.maxCredits);
+    }
+    if (message.task !== 0) {
+      writer.uint32(96).int32(message.task);
     }
     return writer;
   },
@@ -1810,6 +1882,14 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
             message.maxCredits = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.task = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1861,6 +1941,7 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
         : isSet(object.max_credits)
         ? globalThis.Number(object.max_credits)
         : undefined,
+      task: isSet(object.task) ? taskFromJSON(object.task) : 0,
     };
   },
 
@@ -1899,6 +1980,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     if (message.maxCredits !== undefined) {
       obj.maxCredits = Math.round(message.maxCredits);
     }
+    if (message.task !== 0) {
+      obj.task = taskToJSON(message.task);
+    }
     return obj;
   },
 
@@ -1922,6 +2006,7 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     message.pinnedModelId = object.pinnedModelId ?? "";
     message.preferredTier = object.preferredTier ?? 0;
     message.maxCredits = object.maxCredits ?? undefined;
+    message.task = object.task ?? 0;
     return message;
   },
 };
@@ -2145,6 +2230,7 @@ function createBaseDecision(): Decision {
     notChosen: [],
     simulated: false,
     planId: "",
+    tierRule: 0,
   };
 }
 
@@ -2180,6 +2266,9 @@ export const Decision: MessageFns<Decision> = {
     }
     if (message.planId !== "") {
       writer.uint32(74).string(message.planId);
+    }
+    if (message.tierRule !== 0) {
+      writer.uint32(80).int32(message.tierRule);
     }
     return writer;
   },
@@ -2279,6 +2368,14 @@ export const Decision: MessageFns<Decision> = {
             message.planId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.tierRule = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2326,6 +2423,11 @@ export const Decision: MessageFns<Decision> = {
         : isSet(object.plan_id)
         ? globalThis.String(object.plan_id)
         : "",
+      tierRule: isSet(object.tierRule)
+        ? tierRuleFromJSON(object.tierRule)
+        : isSet(object.tier_rule)
+        ? tierRuleFromJSON(object.tier_rule)
+        : 0,
     };
   },
 
@@ -2358,6 +2460,9 @@ export const Decision: MessageFns<Decision> = {
     if (message.planId !== "") {
       obj.planId = message.planId;
     }
+    if (message.tierRule !== 0) {
+      obj.tierRule = tierRuleToJSON(message.tierRule);
+    }
     return obj;
   },
 
@@ -2375,6 +2480,7 @@ export const Decision: MessageFns<Decision> = {
     message.notChosen = object.notChosen?.map((e) => NotChosen.fromPartial(e)) || [];
     message.simulated = object.simulated ?? false;
     message.planId = object.planId ?? "";
+    message.tierRule = object.tierRule ?? 0;
     return message;
   },
 };
