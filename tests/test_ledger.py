@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -391,3 +393,30 @@ def test_ledger_pool_flag_sizes_the_postgres_pool(fresh_postgres: str) -> None:
         assert store._pool.max_size == 3
     finally:
         store.close()
+
+
+def test_closing_an_sqlite_store_waits_for_a_reader_in_another_thread(tmp_path: Path) -> None:
+    """Closing the SQLite store while another thread reads (model health syncs from a thread)
+    waits for that read instead of closing the connection under it, which crashed the process."""
+    script = tmp_path / "close_while_reading.py"
+    script.write_text(
+        "import os, tempfile, threading\n"
+        "from switchboard.stores import SqliteStore\n"
+        "for _ in range(150):\n"
+        "    store = SqliteStore(os.path.join(tempfile.mkdtemp(), 'l.db'))\n"
+        "    def read():\n"
+        "        for _ in range(10_000):\n"
+        "            try:\n"
+        "                with store.reading() as tx:\n"
+        "                    tx.all('SELECT model_id FROM model_health')\n"
+        "            except Exception:\n"
+        "                return\n"
+        "    readers = [threading.Thread(target=read) for _ in range(2)]\n"
+        "    for t in readers:\n"
+        "        t.start()\n"
+        "    store.close()\n"
+        "    for t in readers:\n"
+        "        t.join()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]

@@ -133,8 +133,10 @@ class SqliteStore:
                 self._conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection, once no other thread is using it (closing it under a running
+        statement crashes the process)."""
+        with self._lock:
+            self._conn.close()
 
     @staticmethod
     def unreachable(exc: BaseException) -> bool:
