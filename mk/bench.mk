@@ -7,11 +7,19 @@ GHZ := .tools/bin/ghz
 $(GHZ):
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-.PHONY: bench bench-smoke
-bench: $(STAMP) $(GHZ)
-	$(PY) bench/run.py --ghz $(GHZ) $(BENCH_ARGS)
+# The fake upstream and the load client (bench/go), rebuilt when their sources change.
+BENCH_GO := .tools/bin/upstream .tools/bin/loadgen
+BENCH_GO_SRC := $(shell find bench/go clients/go/switchboardv1 -name '*.go' 2>/dev/null) bench/go/go.mod bench/go/go.sum
 
-bench-smoke: $(STAMP) $(GHZ)
-	$(PY) bench/run.py --ghz $(GHZ) --smoke --out build/bench-smoke
+$(BENCH_GO) &: $(BENCH_GO_SRC)
+	mkdir -p .tools/bin
+	cd bench/go && go build -o $(CURDIR)/.tools/bin/ ./cmd/upstream ./cmd/loadgen
+
+.PHONY: bench bench-smoke
+bench: $(STAMP) $(GHZ) $(BENCH_GO)
+	$(PY) bench/run.py --ghz $(GHZ) --tools .tools/bin $(BENCH_ARGS)
+
+bench-smoke: $(STAMP) $(GHZ) $(BENCH_GO)
+	$(PY) bench/run.py --ghz $(GHZ) --tools .tools/bin --smoke --out build/bench-smoke
 
 TEST_TARGETS += bench-smoke
