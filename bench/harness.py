@@ -82,7 +82,8 @@ def process(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{cmd} did not start")
             time.sleep(0.05)
-        yield int(files[0].read_text()), proc.pid
+        first = files[0].read_text().strip()
+        yield (int(first) if first.isdigit() else 0), proc.pid  # a file may hold a URL, not a port
     finally:
         proc.terminate()
         try:

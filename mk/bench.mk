@@ -23,3 +23,24 @@ bench-smoke: $(STAMP) $(GHZ) $(BENCH_GO)
 	$(PY) bench/run.py --ghz $(GHZ) --tools .tools/bin --smoke --out build/bench-smoke
 
 TEST_TARGETS += bench-smoke
+
+# Other gateways, each in an environment of its own, measured against the same upstream by the
+# same client (`make bench-peers`; not part of `make test`).
+TENSORZERO_VERSION := 2026.6.0
+LITELLM_VERSION := 1.108.7
+TZ_ENV := .tools/tensorzero
+LITELLM_ENV := .tools/litellm
+
+$(TZ_ENV)/.installed:
+	$(PYTHON) -m venv $(TZ_ENV)
+	$(TZ_ENV)/bin/pip install --quiet 'tensorzero==$(TENSORZERO_VERSION)'
+	touch $@
+
+$(LITELLM_ENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_ENV)
+	$(LITELLM_ENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: $(STAMP) $(BENCH_GO) $(TZ_ENV)/.installed $(LITELLM_ENV)/.installed
+	$(PY) bench/peers.py --tools .tools/bin --tensorzero $(TZ_ENV)/bin/python --litellm $(LITELLM_ENV)/bin/litellm $(BENCH_ARGS)

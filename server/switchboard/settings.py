@@ -42,6 +42,7 @@ class Settings:
     balance_cache_s: float = 1.0
     workers: int = 1
     reuse_port: bool = False
+    event_loop: str = "auto"  # "uvloop", "asyncio", or "auto": uvloop when it is installed
     # Provider keys (from --provider-keys-file, overridden by the environment; a keys file the
     # config names fills in the rest at each load), base URLs given by flag, and timeouts.
     provider_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -86,6 +87,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="server processes sharing the port, one event loop each (default: the number of cores)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default=env("event-loop", d.event_loop),
+        help="the event loop each worker runs: uvloop, asyncio, or auto (uvloop when installed)",
+    )
     parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
     parser.add_argument(
         "--no-simulation",
@@ -305,6 +312,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auto_create_accounts=args.auto_create_accounts,
         workers=max(1, int(args.workers)),
         reuse_port=args.reuse_port,
+        event_loop=args.event_loop,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
