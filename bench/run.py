@@ -481,9 +481,7 @@ def grpc_stages(res: Results, args: argparse.Namespace, prof: Profile) -> None:
             "--ledger",
             f"sqlite:{t / 'ledger.db'}",
             "--auto-create-accounts",
-            *sim_args,
-            "--log-level",
-            "warning",
+            *sim_args,  # the default log level (info), as users run it
         ]
         null_port_file = t / "null.port"
         null_cmd = [
@@ -496,7 +494,7 @@ def grpc_stages(res: Results, args: argparse.Namespace, prof: Profile) -> None:
             "--port-file",
             str(null_port_file),
         ]
-        with process(sb_cmd, t / "sb.port") as (sb_port, sb_pid):
+        with (t / "sb.log").open("wb") as sb_log, process(sb_cmd, t / "sb.port", stdout=sb_log) as (sb_port, sb_pid):
             with process(null_cmd, null_port_file, expect_files=args.workers) as (null_port, _):
                 select_stages(res, args.ghz, {"switchboard": sb_port, "null": null_port}, prof)
             sim_cmd = [*null_cmd, "--listen", f"127.0.0.1:{free_port()}", "--port-file", str(t / "sim.port"), *sim_args]
