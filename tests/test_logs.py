@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 from switchboard import logs
 
 
@@ -146,10 +147,18 @@ class TestConfigure:
                 logs.configure_logging("json", "info")
                 logs.event_logger().info("rpc", status="OK")
                 logs.event_logger().debug("hidden")
+                logs.call_event({"rpc": "Generate", "status": "CANCELLED", "event": "rpc"})
                 logs.flush()
             finally:
                 structlog.reset_defaults()
-                logs._BOUND[0] = None
-        (line,) = lines(log_file)
-        assert line["event"] == "rpc"
-        assert line["status"] == "OK"
+                logs._BOUND[0] = logs._FAST[0] = None
+        first, second = lines(log_file)
+        assert first["event"] == "rpc"
+        assert first["status"] == "OK"
+        assert (second["rpc"], second["status"], second["level"]) == ("Generate", "CANCELLED", "info")
+
+    def test_call_event_is_captured_when_not_configured(self) -> None:
+        """Without configure_logging the per-call event goes through structlog, so tests capture it."""
+        with capture_logs() as captured:
+            logs.call_event({"rpc": "SelectModel", "status": "OK", "event": "rpc"})
+        assert captured == [{"rpc": "SelectModel", "status": "OK", "event": "rpc", "log_level": "info"}]

@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return _keys(args)
     if args.command == "serve":
-        from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
         from switchboard.server import run_loop, supervise  # noqa: PLC0415
+        from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
 
         settings = settings_from_args(args)
         try:

@@ -33,8 +33,8 @@ import structlog
 
 _CALL: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("switchboard_call", default=None)
 _INFO = [True]  # whether info events are written: the per-call event is skipped entirely when not
-_LAZY = structlog.get_logger("switchboard")
 _BOUND: list[Any] = [None]  # the per-call event's logger, bound by configure_logging
+_FAST: list[LineWriter | None] = [None]  # the JSON line writer, when the JSON format is configured
 
 
 def open_call(**fields: Any) -> dict[str, Any]:
@@ -56,11 +56,23 @@ def call_fields() -> dict[str, Any]:
     return _CALL.get() or {}
 
 
+def call_event(fields: dict[str, Any]) -> None:
+    """Write the per-call event (``fields`` include ``event``) at info. With the JSON format
+    configured it is rendered and gathered directly, without structlog's dispatch; otherwise (the
+    console format, tests capturing events) it goes through the configured logger."""
+    writer = _FAST[0]
+    if writer is not None:
+        writer.gather(_render_json(None, "info", fields))
+    else:
+        fields = dict(fields)
+        event_logger().info(fields.pop("event"), **fields)
+
+
 def event_logger() -> Any:
     """The logger for the per-call event: bound once when ``configure_logging`` ran (a lazy proxy
     resolves its configuration on every call), the lazy proxy otherwise, so tests that swap the
     configuration (``structlog.testing.capture_logs``) see every event."""
-    return _BOUND[0] or _LAZY
+    return _BOUND[0] or structlog.get_logger("switchboard")
 
 
 def info_enabled() -> bool:
@@ -229,7 +241,8 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
             logger_factory=lambda *_args: writer,
             cache_logger_on_first_use=True,
         )
-        _BOUND[0] = _LAZY.bind()
+        _BOUND[0] = structlog.get_logger("switchboard").bind()
+        _FAST[0] = writer if _INFO[0] else None
         return
     structlog.configure(
         processors=[
@@ -243,4 +256,5 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
-    _BOUND[0] = _LAZY.bind()
+    _BOUND[0] = structlog.get_logger("switchboard").bind()
+    _FAST[0] = None

@@ -152,7 +152,7 @@ class _Call:
         if logs.info_enabled():
             latency_ms = round((time.perf_counter() - self.start) * 1000, 3)
             # The fields are passed explicitly so the event is complete under any processor chain.
-            logs.event_logger().info("rpc", **{**fields, "status": self.status, "latency_ms": latency_ms})
+            logs.call_event({**fields, "status": self.status, "latency_ms": latency_ms, "event": "rpc"})
         self.probe.end(self.status, str(fields.get("model", "")))
         if self.span is not None:
             self._end_span()
