@@ -375,3 +375,26 @@ async def test_grouped_hold_after_close_fails_instead_of_waiting(tmp_path: Path)
     for request_id in ("r1", "r2"):
         with pytest.raises(RuntimeError):
             await asyncio.wait_for(aled.hold("a", request_id, 1, 10**15), 5)
+
+
+async def test_grouped_account_lookups(tmp_path: Path) -> None:
+    """Account lookups arriving together each get their own answer, in far fewer thread hops
+    than lookups: existing accounts, new ones created on the plan, unknown ones (None), and an
+    unknown plan failing alone."""
+    aled = AsyncLedger(Ledger(SqliteStore(tmp_path / "ledger.db"), PLANS))
+    aled.ledger.create_account("old", "pro")
+    calls = [aled.ensure_account(f"new-{i}", "free") for i in range(100)]
+    calls += [aled.ensure_account("old", "free"), aled.ensure_account("bad", "no-such-plan")]
+    calls += [aled.get("old"), aled.get("nobody")]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    created = results[:100]
+    assert [r.account_id for r in created] == [f"new-{i}" for i in range(100)]  # type: ignore[union-attr]
+    assert {(r.plan_id, r.balance) for r in created} == {("free", 500)}  # type: ignore[union-attr]
+    old, bad, got, missing = results[100:]
+    assert (old.account_id, old.plan_id) == ("old", "pro")  # type: ignore[union-attr]
+    assert isinstance(bad, SwitchboardError)
+    assert got.account_id == "old"  # type: ignore[union-attr]
+    assert missing is None
+    assert aled.ledger.get("bad") is None
+    assert aled.lookup_groups < len(calls) // 2
+    aled.close()

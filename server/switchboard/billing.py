@@ -74,11 +74,10 @@ class LedgerAccounts:
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
-        led = self.ledger.ledger
         if self.auto_create:
-            record = await self.ledger.call(led.ensure_account, account_id, self.catalog.default_plan_id)
+            record = await self.ledger.ensure_account(account_id, self.catalog.default_plan_id)
         else:
-            found = await self.ledger.call(led.get, account_id)
+            found = await self.ledger.get(account_id)
             if found is None:
                 raise NotFoundError(
                     "ACCOUNT_NOT_FOUND", f"no account has the id {account_id!r}", {"account_id": account_id}
