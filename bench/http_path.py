@@ -48,7 +48,7 @@ class HttpProfile:
     gap_ms: int
 
 
-FULL = HttpProfile((1, 64, 256), 200, 10, 2, 64, 5.0, 50, 10, 10)
+FULL = HttpProfile((1, 64, 256), 150, 10, 2, 64, 5.0, 50, 10, 10)
 SMOKE = HttpProfile((1, 8), 5, 1, 1, 8, 1.0, 5, 2, 2)
 
 
@@ -322,8 +322,52 @@ def added_table(
     return "\n".join(lines)
 
 
-def http_path_stage(res: Results, tools: Path, tmp: Path, smoke: bool, workers: int) -> str:
-    """Switchboard through the upstream against the direct calls; returns the added table."""
+def verdicts(runs: dict[tuple[str, str], Any], prof: HttpProfile, peers: tuple[str, ...] = ()) -> list[str]:
+    """Each target of the HTTP path for Switchboard (openai_compat) as a Markdown table row:
+    the target, the figure measured, met or missed."""
+    top = max(prof.levels)
+    levels = sorted(lv for lv in prof.levels if lv > 1)
+    mid = levels[0] if len(levels) > 1 else top
+    tput = STAGE_TPUT.format(n=prof.throughput_streams)
+
+    def get(stage: str, name: str, key: str) -> float | None:
+        value = (runs.get((stage, name)) or {}).get(key)
+        return None if value is None else float(value)
+
+    def added(stage: str, key: str) -> float | None:
+        a, b = get(stage, "switchboard", key), get(stage, "direct", key)
+        return None if a is None or b is None else a - b
+
+    def row(target: str, value: float | None, limit: float | None, unit: str, more_is_better: bool = False) -> str:
+        if value is None:
+            return f"| {target} | n/a | not measured |"
+        if limit is None:
+            return f"| {target} | {value:.2f} {unit} | reported |"
+        met = value >= limit if more_is_better else value <= limit
+        return f"| {target} | {value:.2f} {unit} | {'met' if met else '**missed**'} |"
+
+    rows = [
+        row("1 stream: added TTFT p50 ≤ 1.5 ms", added(STAGE_ONE, "ttft_p50_ms"), 1.5, "ms"),
+        row("1 stream: added gap p99 ≤ 0.3 ms", added(STAGE_ONE, "gap_p99_ms"), 0.3, "ms"),
+        row(f"{mid} streams: added TTFT p99 ≤ 15 ms", added(f"HTTP x{mid} streams", "ttft_p99_ms"), 15, "ms"),
+        row(f"{top} streams: added TTFT p99 ≤ 150 ms", added(f"HTTP x{top} streams", "ttft_p99_ms"), 150, "ms"),
+        row(f"{top} streams: max gap ≤ 100 ms", get(f"HTTP x{top} streams", "switchboard", "gap_max_ms"), 100, "ms"),
+        row(f"{top} streams: 0 errors", get(f"HTTP x{top} streams", "switchboard", "errors"), 0, "errors"),
+    ]
+    sb_rps = get(tput, "switchboard", "rps")
+    if "tensorzero" in peers:
+        rows.append(row("1-token throughput ≥ TensorZero's", sb_rps, get(tput, "tensorzero", "rps"), "rps", True))
+    else:
+        rows.append(row("1-token throughput (TensorZero's: make bench-peers)", sb_rps, None, "rps"))
+    rss = runs.get(("rss", "switchboard"))
+    others = [runs[("rss", p)] for p in peers if ("rss", p) in runs]
+    rows.append(row("peak RSS the smallest", rss, min(others) if others else None, "MiB"))
+    return rows
+
+
+def http_path_stage(res: Results, tools: Path, tmp: Path, smoke: bool, workers: int) -> tuple[str, list[str]]:
+    """Switchboard through the upstream against the direct calls; returns the added table and
+    the verdict rows."""
     prof = SMOKE if smoke else FULL
     with ExitStack() as stack:
         up = stack.enter_context(upstream(tools, tmp, prof))
@@ -332,4 +376,4 @@ def http_path_stage(res: Results, tools: Path, tmp: Path, smoke: bool, workers: 
         sb_openai, sb_anthropic = switchboard_systems(port, pid)
         systems = [directs["openai"], sb_openai, directs["anthropic"], sb_anthropic]
         runs = measure(res, tools, systems, prof)
-        return added_table(res, runs, systems, directs, prof)
+        return added_table(res, runs, systems, directs, prof), verdicts(runs, prof)

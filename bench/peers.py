@@ -150,11 +150,15 @@ def main() -> int:
             systems.append(stack.enter_context(litellm(args.litellm, t, up)))
         runs = http_path.measure(res, tools, systems, prof)
         table = http_path.added_table(res, runs, systems, {"openai": direct}, prof)
+        peers = tuple(s.name for s in systems[2:])
+        verdicts = http_path.verdicts(runs, prof, peers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"peers-{'smoke' if args.smoke else 'full'}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps({"machine": res.machine, "results": res.rows}, indent=2))
     print(f"\nThrough the HTTP upstream, added over the direct call ({res.machine['date']}):\n\n{table}")
+    print("\n| target (Switchboard) | measured | verdict |\n|---|---|---|")
+    print("\n".join(verdicts))
     print(f"JSON: {path}")
     return 0
 

@@ -68,7 +68,7 @@ class Profile:
     ceiling_pairs: int  # SelectModel ceiling runs, alternating Switchboard and the null server
 
 
-FULL = Profile(20_000, (500, 1000, 2000), 5.0, (64, 256), 100, 20, 50, 50_000, 256, 300, 12, 5)
+FULL = Profile(10_000, (500, 1000, 2000), 5.0, (64, 256), 100, 20, 50, 50_000, 256, 300, 12, 5)
 SMOKE = Profile(300, (100,), 1.0, (4,), 5, 5, 5, 2_000, 8, 5, 2, 1)
 
 
@@ -437,10 +437,10 @@ def main() -> int:
     prof = SMOKE if args.smoke else FULL
     res = Results(machine=machine())
     print(f"Switchboard benchmarks ({'smoke' if args.smoke else 'full'}) on {res.machine}", flush=True)
-    added = ""
+    added, verdicts = "", []
     if args.stages in ("all", "http"):
         with tempfile.TemporaryDirectory(prefix="sb-bench-http-") as tmp:
-            added = http_path_stage(res, Path(args.tools), Path(tmp), args.smoke, args.workers)
+            added, verdicts = http_path_stage(res, Path(args.tools), Path(tmp), args.smoke, args.workers)
     if args.stages in ("all", "grpc"):
         grpc_stages(res, args, prof)
     out = Path(args.out)
@@ -450,9 +450,36 @@ def main() -> int:
     print_table(res)
     if added:
         print(f"\nThrough the HTTP upstream, added over the direct call:\n\n{added}")
+    verdicts += select_verdicts(res)
+    if verdicts:
+        print("\n| target (Switchboard) | measured | verdict |\n|---|---|---|\n" + "\n".join(verdicts))
     print(f"JSON: {path}")
     missing = [r for r in res.rows if any(isinstance(v, float) and math.isnan(v) for v in r.values())]
     return 1 if missing else 0
+
+
+def select_verdicts(res: Results) -> list[str]:
+    """The SelectModel targets: the ceiling at the default log level ≥ 90% of the null server's
+    (median of the alternating pairs), and p99 at the highest rate within twice the null server's."""
+    rows = {(r["stage"], r["target"]): r for r in res.rows}
+    out = []
+    ratio = rows.get(("SelectModel ceiling ratio", "switchboard"))
+    if ratio:
+        verdict = "met" if ratio["ratio"] >= 0.9 else "**missed**"
+        out.append(
+            f"| SelectModel ≥ 90% of the null server | {ratio['ratio']:.3f} (pairs {ratio['pairs']}) | {verdict} |"
+        )
+    rates = sorted({int(stage.split("@")[1].split()[0]) for stage, _ in rows if stage.startswith("SelectModel @")})
+    if rates:
+        stage = f"SelectModel @{rates[-1]} rps"
+        sb, null = rows.get((stage, "switchboard")), rows.get((stage, "null"))
+        if sb and null:
+            verdict = "met" if sb["p99_ms"] <= 2 * null["p99_ms"] else "**missed**"
+            out.append(
+                f"| SelectModel p99 @{rates[-1]} rps within 2× the null server's | "
+                f"{sb['p99_ms']} ms (null {null['p99_ms']} ms) | {verdict} |"
+            )
+    return out
 
 
 def grpc_stages(res: Results, args: argparse.Namespace, prof: Profile) -> None:
