@@ -13,7 +13,6 @@ are registered as they are: they are not Switchboard services and stay open.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from opentelemetry import trace
 
 from switchboard import logs, tracing
 from switchboard.auth import KeyRing
+from switchboard.convert import new_request_id
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.status import internal_status, to_grpc_status
 
@@ -111,7 +111,7 @@ class _Call:
         self.start = time.perf_counter()
         self.status = "OK"
         self.probe = method.guard.observer.begin(method.rpc, streaming)
-        self.fields = logs.open_call(rpc=method.rpc, request_id=os.urandom(12).hex())
+        self.fields = logs.open_call(rpc=method.rpc, request_id=new_request_id())
         self.span: trace.Span | None = None
         self.token: object = None
         if method.guard.tracer is not None:
