@@ -475,6 +475,8 @@ def select_verdicts(res: Results) -> list[str]:
         sb, null = rows.get((stage, "switchboard")), rows.get((stage, "null"))
         if sb and null:
             verdict = "met" if sb["p99_ms"] <= 2 * null["p99_ms"] else "**missed**"
+            if min(sb["rps"], null["rps"]) < 0.9 * rates[-1]:  # the rate was not reached: not comparable
+                verdict = f"not measured (rate not reached: {sb['rps']} and {null['rps']} rps)"
             out.append(
                 f"| SelectModel p99 @{rates[-1]} rps within 2× the null server's | "
                 f"{sb['p99_ms']} ms (null {null['p99_ms']} ms) | {verdict} |"
