@@ -26,6 +26,7 @@ from switchboard.convert import generation_request
 from switchboard.providers.simulated import SimulatedProvider, SimulationProfile
 from switchboard.reflection import enable_reflection
 from switchboard.selection import derive_requirements
+from switchboard.server import run_loop
 from switchboard.settings import Settings
 from switchboard.types import (
     AccountState,
@@ -118,7 +119,7 @@ def main() -> None:
             tokens=args.sim_tokens,
         )
     if args.workers <= 1:
-        asyncio.run(serve(args.listen, args.port_file, sim))
+        run_loop(serve(args.listen, args.port_file, sim))  # the same event loop Switchboard runs
         return
     if args.listen.endswith(":0"):
         parser.error("several workers need a fixed port")

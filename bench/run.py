@@ -15,22 +15,20 @@ import contextlib
 import json
 import math
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+from harness import Results, free_port, machine, pct, pids_of, process, rss_kib
+from http_path import http_path_stage
 from switchboard.catalog import load_catalog
 from switchboard.errors import SwitchboardError
 from switchboard.providers.simulated import SimulatedProvider, SimulationProfile
@@ -70,103 +68,8 @@ class Profile:
     ceiling_pairs: int  # SelectModel ceiling runs, alternating Switchboard and the null server
 
 
-FULL = Profile(20_000, (500, 1000, 2000), 5.0, (64, 256), 100, 20, 50, 50_000, 256, 300, 12, 5)
+FULL = Profile(10_000, (500, 1000, 2000), 5.0, (64, 256), 100, 20, 50, 50_000, 256, 300, 12, 5)
 SMOKE = Profile(300, (100,), 1.0, (4,), 5, 5, 5, 2_000, 8, 5, 2, 1)
-
-
-@dataclass
-class Results:
-    """Every figure measured, by stage."""
-
-    machine: dict[str, Any] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, stage: str, target: str, **figures: Any) -> None:
-        self.rows.append({"stage": stage, "target": target, **figures})
-        shown = ", ".join(f"{k}={v}" for k, v in figures.items())
-        print(f"  {stage:28} {target:12} {shown}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        meminfo = Path("/proc/meminfo").read_text().splitlines()
-        mem_kb = int(next(x for x in meminfo if x.startswith("MemTotal")).split()[1])
-    except (OSError, StopIteration, ValueError):
-        mem_kb = 0
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-    }
-
-
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank) of ``values``."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
-# ------------------------------------------------------------------ processes
-
-
-@contextmanager
-def process(cmd: list[str], port_file: Path, expect_files: int = 1) -> Iterator[int]:
-    """Start a server, wait for its port file(s), yield the port, stop it."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    files = [port_file] if expect_files == 1 else [Path(f"{port_file}.{i}") for i in range(expect_files)]
-    try:
-        while not all(f.exists() and f.read_text().strip() for f in files):
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd} did not start")
-            time.sleep(0.05)
-        yield int(files[0].read_text())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pids_of(parent: int) -> list[int]:
-    out = [parent]
-    try:
-        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        out += [int(c) for c in children]
-    except OSError:
-        pass
-    return out
-
-
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 # ------------------------------------------------------------------------ ghz
@@ -523,6 +426,10 @@ def decision_stage(res: Results, prof: Profile) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ghz", required=True)
+    parser.add_argument("--tools", default=str(ROOT / ".tools" / "bin"), help="where the Go upstream and loadgen are")
+    parser.add_argument(
+        "--stages", default="all", choices=("all", "grpc", "http"), help="grpc: the simulated-provider stages only"
+    )
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -530,6 +437,55 @@ def main() -> int:
     prof = SMOKE if args.smoke else FULL
     res = Results(machine=machine())
     print(f"Switchboard benchmarks ({'smoke' if args.smoke else 'full'}) on {res.machine}", flush=True)
+    added, verdicts = "", []
+    if args.stages in ("all", "http"):
+        with tempfile.TemporaryDirectory(prefix="sb-bench-http-") as tmp:
+            added, verdicts = http_path_stage(res, Path(args.tools), Path(tmp), args.smoke, args.workers)
+    if args.stages in ("all", "grpc"):
+        grpc_stages(res, args, prof)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{'smoke' if args.smoke else 'full'}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps({"machine": res.machine, "results": res.rows}, indent=2))
+    print_table(res)
+    if added:
+        print(f"\nThrough the HTTP upstream, added over the direct call:\n\n{added}")
+    verdicts += select_verdicts(res)
+    if verdicts:
+        print("\n| target (Switchboard) | measured | verdict |\n|---|---|---|\n" + "\n".join(verdicts))
+    print(f"JSON: {path}")
+    missing = [r for r in res.rows if any(isinstance(v, float) and math.isnan(v) for v in r.values())]
+    return 1 if missing else 0
+
+
+def select_verdicts(res: Results) -> list[str]:
+    """The SelectModel targets: the ceiling at the default log level ≥ 90% of the null server's
+    (median of the alternating pairs), and p99 at the highest rate within twice the null server's."""
+    rows = {(r["stage"], r["target"]): r for r in res.rows}
+    out = []
+    ratio = rows.get(("SelectModel ceiling ratio", "switchboard"))
+    if ratio:
+        verdict = "met" if ratio["ratio"] >= 0.9 else "**missed**"
+        out.append(
+            f"| SelectModel ≥ 90% of the null server | {ratio['ratio']:.3f} (pairs {ratio['pairs']}) | {verdict} |"
+        )
+    rates = sorted({int(stage.split("@")[1].split()[0]) for stage, _ in rows if stage.startswith("SelectModel @")})
+    if rates:
+        stage = f"SelectModel @{rates[-1]} rps"
+        sb, null = rows.get((stage, "switchboard")), rows.get((stage, "null"))
+        if sb and null:
+            verdict = "met" if sb["p99_ms"] <= 2 * null["p99_ms"] else "**missed**"
+            if min(sb["rps"], null["rps"]) < 0.9 * rates[-1]:  # the rate was not reached: not comparable
+                verdict = f"not measured (rate not reached: {sb['rps']} and {null['rps']} rps)"
+            out.append(
+                f"| SelectModel p99 @{rates[-1]} rps within 2× the null server's | "
+                f"{sb['p99_ms']} ms (null {null['p99_ms']} ms) | {verdict} |"
+            )
+    return out
+
+
+def grpc_stages(res: Results, args: argparse.Namespace, prof: Profile) -> None:
+    """The stages against the simulated provider: selection, SelectModel, Generate, memory."""
     decision_stage(res, prof)
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
@@ -554,9 +510,7 @@ def main() -> int:
             "--ledger",
             f"sqlite:{t / 'ledger.db'}",
             "--auto-create-accounts",
-            *sim_args,
-            "--log-level",
-            "warning",
+            *sim_args,  # the default log level (info), as users run it
         ]
         null_port_file = t / "null.port"
         null_cmd = [
@@ -569,28 +523,14 @@ def main() -> int:
             "--port-file",
             str(null_port_file),
         ]
-        with process(sb_cmd, t / "sb.port") as sb_port:
-            sb_pid = next(
-                int(p)
-                for p in subprocess.run(
-                    ["pgrep", "-f", str(t / "sb.port")], capture_output=True, text=True, check=False
-                ).stdout.split()
-            )
-            with process(null_cmd, null_port_file, expect_files=args.workers) as null_port:
+        with (t / "sb.log").open("wb") as sb_log, process(sb_cmd, t / "sb.port", stdout=sb_log) as (sb_port, sb_pid):
+            with process(null_cmd, null_port_file, expect_files=args.workers) as (null_port, _):
                 select_stages(res, args.ghz, {"switchboard": sb_port, "null": null_port}, prof)
             sim_cmd = [*null_cmd, "--listen", f"127.0.0.1:{free_port()}", "--port-file", str(t / "sim.port"), *sim_args]
-            with process(sim_cmd, t / "sim.port", expect_files=args.workers) as grpc_port:
+            with process(sim_cmd, t / "sim.port", expect_files=args.workers) as (grpc_port, _):
                 stream_stages(res, sb_port, grpc_port, prof)
             generate_ghz(res, args.ghz, sb_port, prof)
             memory_stage(res, sb_port, sb_pid, prof)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-{'smoke' if args.smoke else 'full'}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps({"machine": res.machine, "results": res.rows}, indent=2))
-    print_table(res)
-    print(f"JSON: {path}")
-    missing = [r for r in res.rows if any(isinstance(v, float) and math.isnan(v) for v in r.values())]
-    return 1 if missing else 0
 
 
 def print_table(res: Results) -> None:

@@ -420,3 +420,26 @@ def test_closing_an_sqlite_store_waits_for_a_reader_in_another_thread(tmp_path: 
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+
+async def test_grouped_account_lookups(tmp_path: Path) -> None:
+    """Account lookups arriving together each get their own answer, in far fewer thread hops
+    than lookups: existing accounts, new ones created on the plan, unknown ones (None), and an
+    unknown plan failing alone."""
+    aled = AsyncLedger(Ledger(SqliteStore(tmp_path / "ledger.db"), PLANS))
+    aled.ledger.create_account("old", "pro")
+    calls = [aled.ensure_account(f"new-{i}", "free") for i in range(100)]
+    calls += [aled.ensure_account("old", "free"), aled.ensure_account("bad", "no-such-plan")]
+    calls += [aled.get("old"), aled.get("nobody")]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    created = results[:100]
+    assert [r.account_id for r in created] == [f"new-{i}" for i in range(100)]  # type: ignore[union-attr]
+    assert {(r.plan_id, r.balance) for r in created} == {("free", 500)}  # type: ignore[union-attr]
+    old, bad, got, missing = results[100:]
+    assert (old.account_id, old.plan_id) == ("old", "pro")  # type: ignore[union-attr]
+    assert isinstance(bad, SwitchboardError)
+    assert got.account_id == "old"  # type: ignore[union-attr]
+    assert missing is None
+    assert aled.ledger.get("bad") is None
+    assert aled.lookup_groups < len(calls) // 2
+    aled.close()

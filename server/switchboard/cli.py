@@ -364,14 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(args.ledger)
     if args.command == "serve":
+        from switchboard.server import run_loop, supervise  # noqa: PLC0415
         from switchboard.server import serve as run_server  # noqa: PLC0415 - keeps client commands light
-        from switchboard.server import supervise  # noqa: PLC0415
 
         settings = settings_from_args(args)
         try:
             if settings.workers > 1:
                 return supervise(settings, list(argv if argv is not None else sys.argv[1:])[1:])
-            asyncio.run(run_server(settings))
+            run_loop(run_server(settings), settings.event_loop)
         except ConfigError as exc:
             print(f"switchboard: cannot start: {exc}", file=sys.stderr)
             return 2

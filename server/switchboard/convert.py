@@ -6,6 +6,7 @@ the metadata; nothing here knows about gRPC status codes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -46,6 +47,14 @@ _E = TypeVar("_E", Modality, Tier, Capability, Role, GroupBy, Task)
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _MAX_ID = 256
 _NO_OPTIONS = GenerationOptions()  # a request without options (frozen, so one instance serves all)
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes and restarts: 16 random hex digits drawn once per
+    process, then a counter (24 hex digits in all). No system call per id."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +133,7 @@ def generation_request(
     if not account:
         raise _required(f"{f}account_id")
     _identifier(account, f"{f}account_id")
-    request_id = _identifier(pb.request_id, f"{f}request_id") or os.urandom(12).hex()
+    request_id = _identifier(pb.request_id, f"{f}request_id") or new_request_id()
     modality = enum_value(Modality, pb.modality, f"{f}modality", required=True)
     assert modality is not None
     caps: list[Capability] = []

@@ -285,6 +285,15 @@ class Ledger:
             assert found is not None
             return found
 
+    def ensure_accounts(self, calls: Sequence[tuple[str, str]]) -> list[AccountRecord | Exception]:
+        """``ensure_account`` for each (account id, plan id), in order; the result for each is its
+        record or the SwitchboardError it raised."""
+        return [_outcome(self.ensure_account, *args) for args in calls]
+
+    def get_many(self, calls: Sequence[tuple[str]]) -> list[AccountRecord | Exception | None]:
+        """``get`` for each (account id,), in order."""
+        return [_outcome(self.get, *args) for args in calls]
+
     def get(self, account_id: str) -> AccountRecord | None:
         """The account after any rollover due, or None. Reads without a write lock unless a
         rollover is due."""
@@ -804,6 +813,14 @@ class Ledger:
 _NO_USAGE = ChargeUsage("", 0, 0)
 
 
+def _outcome(fn: Callable[..., R], *args: Any) -> R | Exception:
+    """``fn(*args)``, or the SwitchboardError it raised."""
+    try:
+        return fn(*args)
+    except SwitchboardError as exc:
+        return exc
+
+
 class _Group(Generic[R]):
     """Calls of one ledger operation that arrive while the ledger thread is busy, run together in
     one transaction (``run_many``) when it gets to them, in arrival order."""
@@ -872,11 +889,18 @@ class AsyncLedger:
         self._holds: _Group[AccountRecord] = _Group(self._pool, ledger.hold_many)
         self._settles: _Group[Settlement] = _Group(self._pool, ledger.settle_many)
         self.outage = Outage("ledger", "LEDGER_UNAVAILABLE")
+        self._ensures: _Group[AccountRecord] = _Group(self._pool, ledger.ensure_accounts)
+        self._gets: _Group[AccountRecord | None] = _Group(self._pool, ledger.get_many)
 
     @property
     def hold_transactions(self) -> int:
         """Transactions that took holds (fewer than the holds when they arrive together and are grouped)."""
         return self._holds.transactions
+
+    @property
+    def lookup_groups(self) -> int:
+        """Thread hops that account lookups took (fewer than the lookups when they are grouped)."""
+        return self._ensures.transactions + self._gets.transactions
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (a Ledger method) off the event loop; LEDGER_UNAVAILABLE when the
@@ -902,14 +926,6 @@ class AsyncLedger:
     async def create_account(self, account_id: str, plan_id: str) -> AccountRecord:
         """``Ledger.create_account``."""
         return await self.call(self.ledger.create_account, account_id, plan_id)
-
-    async def ensure_account(self, account_id: str, plan_id: str) -> AccountRecord:
-        """``Ledger.ensure_account``."""
-        return await self.call(self.ledger.ensure_account, account_id, plan_id)
-
-    async def get(self, account_id: str) -> AccountRecord | None:
-        """``Ledger.get``."""
-        return await self.call(self.ledger.get, account_id)
 
     async def set_plan(self, account_id: str, plan_id: str) -> AccountRecord:
         """``Ledger.set_plan``."""
@@ -979,6 +995,19 @@ class AsyncLedger:
             self._holds.transactions += 1
             return await self.call(self.ledger.hold, account_id, request_id, credits, expires_ms, slot, usage)
         return await self._reach(self._holds.submit((account_id, request_id, credits, expires_ms, slot, usage)))
+
+    async def ensure_account(self, account_id: str, plan_id: str) -> AccountRecord:
+        """``Ledger.ensure_account``, one thread hop for all the lookups waiting for the ledger
+        thread (a burst of stream starts reads its accounts together)."""
+        if not self._grouped:
+            return await self.call(self.ledger.ensure_account, account_id, plan_id)
+        return await self._reach(self._ensures.submit((account_id, plan_id)))
+
+    async def get(self, account_id: str) -> AccountRecord | None:
+        """``Ledger.get``, grouped as ``ensure_account``."""
+        if not self._grouped:
+            return await self.call(self.ledger.get, account_id)
+        return await self._reach(self._gets.submit((account_id,)))
 
     async def settle(
         self,

@@ -13,7 +13,6 @@ are registered as they are: they are not Switchboard services and stay open.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from opentelemetry import trace
 
 from switchboard import logs, tracing
 from switchboard.auth import KeyRing
+from switchboard.convert import new_request_id
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.status import internal_status, to_grpc_status
 
@@ -112,7 +112,7 @@ class _Call:
         self.start = time.perf_counter()
         self.status = "OK"
         self.probe = method.guard.observer.begin(method.service, method.rpc, streaming)
-        self.fields = logs.open_call(rpc=method.rpc, request_id=os.urandom(12).hex())
+        self.fields = logs.open_call(rpc=method.rpc, request_id=new_request_id())
         self.span: trace.Span | None = None
         self.token: object = None
         if method.guard.tracer is not None:
@@ -153,7 +153,7 @@ class _Call:
         if logs.info_enabled():
             latency_ms = round((time.perf_counter() - self.start) * 1000, 3)
             # The fields are passed explicitly so the event is complete under any processor chain.
-            log.info("rpc", **{**fields, "status": self.status, "latency_ms": latency_ms})
+            logs.call_event({**fields, "status": self.status, "latency_ms": latency_ms, "event": "rpc"})
         self.probe.end(self.status, str(fields.get("model", "")))
         if self.span is not None:
             self._end_span()

@@ -321,6 +321,20 @@ def log_start_notices(settings: Settings, api_keys: int, simulated: list[str]) -
         )
 
 
+def run_loop(main: Coroutine[Any, Any, None], event_loop: str = "auto") -> None:
+    """Run ``main`` on the chosen event loop: uvloop (``auto`` when it is installed) or asyncio's own."""
+    if event_loop != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: the asyncio loop is the fallback
+        except ImportError:
+            if event_loop == "uvloop":
+                raise ConfigError("--event-loop uvloop: uvloop is not installed") from None
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     configure_logging(settings.log_format, settings.log_level)

@@ -48,6 +48,7 @@ class Settings:
     # fixed port) and worker index name it; with port 0 nothing is reclaimed.
     instance_id: str = ""
     supervised: bool = False  # a worker of `--workers N`: the supervisor prints the start-up notices
+    event_loop: str = "auto"  # "uvloop", "asyncio", or "auto": uvloop when it is installed
     # Provider keys (from --provider-keys-file, overridden by the environment; a keys file the
     # config names fills in the rest at each load), base URLs given by flag, and timeouts.
     provider_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -100,6 +101,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default=env("event-loop", d.event_loop),
+        help="the event loop each worker runs: uvloop, asyncio, or auto (uvloop when installed)",
+    )
     parser.add_argument("--grace", type=float, default=env("grace", d.grace_s), help="seconds streams get on SIGTERM")
     parser.add_argument(
         "--no-simulation",
@@ -343,6 +350,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         reuse_port=args.reuse_port,
         instance_id=str(args.instance_id or ""),
         supervised=args.supervised,
+        event_loop=args.event_loop,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
