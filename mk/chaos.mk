@@ -4,10 +4,10 @@
 # `make chaos` is the full run; `make chaos-smoke` (about a minute) is part of `make test`.
 
 .PHONY: chaos chaos-smoke ops-lint
-chaos: $(STAMP) services
+chaos: $(STAMP) services ## the chaos suite: two replicas under load through kills, pauses and backend restarts
 	$(PY) ops/chaos.py --out build/chaos $(CHAOS_ARGS)
 
-chaos-smoke: $(STAMP) services
+chaos-smoke: $(STAMP) services ## a short chaos run (in make test)
 	$(PY) ops/chaos.py --smoke --out build/chaos-smoke
 
 # The harness in ops/ is linted and type-checked (strict) like the server.

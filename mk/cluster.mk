@@ -9,10 +9,10 @@ haproxy:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
 	fi
 
-cluster: $(STAMP) services haproxy $(GHZ)
+cluster: $(STAMP) services haproxy $(GHZ) ## three replicas behind HAProxy on loopback, driven by ghz
 	$(PY) ops/cluster.py --ghz $(GHZ) --out build/cluster $(CLUSTER_ARGS)
 
-cluster-smoke: $(STAMP) services haproxy $(GHZ)
+cluster-smoke: $(STAMP) services haproxy $(GHZ) ## a short cluster run (in make test)
 	$(PY) ops/cluster.py --ghz $(GHZ) --smoke --out build/cluster-smoke
 
 TEST_TARGETS += cluster-smoke

@@ -14,10 +14,10 @@ $(HELM):
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 .PHONY: helm-render helm-check
-helm-render: $(HELM)
+helm-render: $(HELM) ## rewrite deploy/helm/rendered.yaml from the chart
 	$(HELM_TEMPLATE) > deploy/helm/rendered.yaml
 
-helm-check: $(HELM)
+helm-check: $(HELM) ## helm lint the chart and check the rendering is current (builds helm)
 	$(HELM) lint --strict $(CHART) --set-file config=server/switchboard/config/default.yaml
 	@$(HELM_TEMPLATE) | diff -u deploy/helm/rendered.yaml - \
 	  || { echo "deploy/helm/rendered.yaml is stale; run 'make helm-render'"; exit 1; }

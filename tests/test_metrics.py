@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -217,4 +218,5 @@ class TestWorkers:
             await eventually(cooling_on_the_endpoint, within=10)
         finally:
             output = server.stop()
-        assert output.count('"event": "serving"') == 2
+        events = [json.loads(line).get("event") for line in output.splitlines() if line.startswith("{")]
+        assert events.count("serving") == 2
