@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import glob
 import json
 import os
@@ -39,6 +40,7 @@ from switchboard.types import (
 )
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 from test_credits import config_with_test_plans, journal_matches
+from usecase import make_app, request, until
 
 TEXT = catalog_pb2.MODALITY_TEXT
 INT64_MAX = 2**63 - 1
@@ -752,6 +754,37 @@ class TestBackendOutages:
         record = await handle.app.ledger.get("m")
         assert record is not None
         assert (record.balance, record.held) == (500 - last.completion.credits_charged, 0)
+
+
+class TestKeepAliveThroughAnOutage:
+    """A stream's keep-alive refreshes its credit hold and its concurrency lease each on its own."""
+
+    async def test_ledger_down_does_not_let_the_lease_lapse(self, tmp_path: Path) -> None:
+        """PostgreSQL stops mid-stream for longer than the lease while Redis stays up: the stream's
+        Redis lease is still refreshed, so its slot stays taken and the limit holds."""
+        pg, redis = Restartable("postgresql"), Restartable("redis")
+        app = make_app(
+            tmp_path,
+            ledger=pg.url,
+            limiter=redis.url,
+            simulation=SimulationProfile(tokens=4000, inter_token_s=0.01),
+            hold_ttl_s=1.0,
+            lease_s=1.0,
+        )
+        run = app.router.run(request("ka", "r1", pinned_model_id="gpt-5.4-nano"))
+        try:
+            await until(run, TextChunk)
+            assert await app.limiter.in_flight("ka") == 1
+            pg.stop()
+            await asyncio.sleep(3.0)  # three leases' lives: refreshed or gone by now
+            assert await app.limiter.in_flight("ka") == 1
+        finally:
+            pg.start()
+            with contextlib.suppress(Exception):
+                await run.aclose()
+            await app.close()
+            pg.remove()
+            redis.remove()
 
 
 class TestWhatIsAnOutage:
