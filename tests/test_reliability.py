@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import BIN, ServerProcess
 from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
+from switchboard.errors import BackendUnavailableError
 from switchboard.ledger import EntryKind, Ledger
 from switchboard.providers.simulated import SimulationProfile
 from switchboard.stores import open_store
@@ -40,7 +41,7 @@ from switchboard.types import (
 )
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 from test_credits import config_with_test_plans, journal_matches
-from usecase import make_app, request, until
+from usecase import make_app, request, run_all, until
 
 TEXT = catalog_pb2.MODALITY_TEXT
 INT64_MAX = 2**63 - 1
@@ -785,6 +786,39 @@ class TestKeepAliveThroughAnOutage:
             await app.close()
             pg.remove()
             redis.remove()
+
+
+class TestStuckPeer:
+    """A peer that stops inside a transaction (a replica paused by SIGSTOP, a GC pause, a lost
+    machine whose connection is not yet dropped) keeps its row locks; calls that need them end in
+    bounded time with UNAVAILABLE instead of waiting for the peer, and nothing is charged."""
+
+    async def test_a_locked_account_row_is_unavailable_not_a_hang(self, tmp_path: Path, fresh_postgres: str) -> None:
+        import psycopg  # noqa: PLC0415
+
+        app = make_app(tmp_path, ledger=fresh_postgres)
+        await run_all(app, request("lk", "warm", pinned_model_id="gpt-5.4-nano"))
+        peer = await asyncio.to_thread(psycopg.connect, fresh_postgres)
+        try:
+            await asyncio.to_thread(peer.execute, "SELECT * FROM accounts WHERE account_id = %s FOR UPDATE", ("lk",))
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as err:
+                await asyncio.wait_for(run_all(app, request("lk", "stuck", pinned_model_id="gpt-5.4-nano")), 30)
+            assert time.monotonic() - started < 12
+            assert err.value.reason == "LEDGER_UNAVAILABLE"
+            assert not app.ledger.outage.down  # one busy row is not a ledger outage: health stays SERVING
+        finally:
+            await asyncio.to_thread(peer.rollback)
+            await asyncio.to_thread(peer.close)
+        await run_all(app, request("lk", "after", pinned_model_id="gpt-5.4-nano"))
+        after = await app.ledger.get("lk")
+        assert after is not None
+        assert after.held == 0
+        total, _, _ = await app.ledger.totals("lk")
+        assert total == after.balance
+        entries = [e for e in await app.ledger.entries("lk", 0, 100) if e.request_id == "stuck"]
+        assert entries == []
+        await app.close()
 
 
 class TestWhatIsAnOutage:
