@@ -736,6 +736,28 @@ class TestBackendOutages:
         await channel.close()
 
     @pytest.mark.parametrize("backend", ["redis"], indirect=True)
+    async def test_first_call_after_a_limiter_restart_succeeds(
+        self, start_server: ServerFactory, backend: Restartable
+    ) -> None:
+        """Redis restarts while no call is running: its pooled connections were closed by the old
+        server, and the first calls after it is back reconnect instead of failing
+        LIMITER_UNAVAILABLE while Redis is up."""
+        handle, stub = await start_server(limiter=backend.url)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
+        acc = accounts_pb2_grpc.AccountServiceStub(channel)
+        assert await generate_status(stub, "before") == ("OK", "")
+        backend.stop()
+        backend.start()
+        with capture_logs() as logs:
+            assert await generate_status(stub, "after") == ("OK", "")
+            assert await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30)) == (
+                "OK",
+                "",
+            )
+        assert "limiter_unavailable" not in [e["event"] for e in logs]
+        await channel.close()
+
+    @pytest.mark.parametrize("backend", ["redis"], indirect=True)
     async def test_limiter_lost_mid_stream_does_not_fail_a_settled_stream(
         self, start_server: ServerFactory, backend: Restartable
     ) -> None:
