@@ -65,6 +65,13 @@ def populated_v1(ledger_url: str) -> tuple[str, dict[str, tuple[int, int, int]],
     account's (balance, allowance, topup) and the number of journal entries."""
     create_v1(ledger_url)
     store = open_url(ledger_url, migrate=False)
+    # Today's Ledger also records which process took a hold or slot (migration 4): give it those
+    # columns while it writes the version-1 data, then take them away again.
+    later = [(table, column) for table in ("holds", "slots") for column in ("owner", "incarnation")]
+    with store.transaction() as tx:
+        for table, column in later:
+            kind = "TEXT NOT NULL DEFAULT ''" if column == "owner" else "BIGINT NOT NULL DEFAULT 0"
+            tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     ledger = Ledger(store, PLANS)
     far = int((time.time() + 3600) * 1000)
     for i, plan in enumerate(("free", "pro", "business")):
@@ -74,6 +81,9 @@ def populated_v1(ledger_url: str) -> tuple[str, dict[str, tuple[int, int, int]],
         ledger.hold(account, f"req-{i}-a", 40, far, SlotClaim(f"lease-{i}", 4, far))
         ledger.settle(account, f"req-{i}-a", 25, "done", lease=f"lease-{i}")
         ledger.hold(account, f"req-{i}-b", 30, far)  # left open: it must survive the upgrade
+    with store.transaction() as tx:
+        for table, column in later:
+            tx.run(f"ALTER TABLE {table} DROP COLUMN {column}")
     balances = {}
     for i in range(3):
         record = ledger.get(f"acct-{i}")
