@@ -41,6 +41,7 @@ from switchboard.types import (
 )
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 from test_credits import config_with_test_plans, journal_matches
+from test_migrations import create_v1
 from usecase import make_app, request, run_all, until
 
 TEXT = catalog_pb2.MODALITY_TEXT
@@ -180,6 +181,12 @@ class LyingProvider:
     async def stream(self, model: Model, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         yield TextChunk("hello")
         yield Finished(FinishReason.STOP, Usage(input_tokens=3, output_tokens=2**64))
+
+    def supports(self, model: Model) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
 
 
 def stored_account(path: Path, account_id: str) -> tuple[int, int, int, list[EntryKind]]:
@@ -540,22 +547,8 @@ class TestRestartReclaims:
     ) -> None:
         """A database made by the previous schema gains the owner columns when opened (again and
         again), and each incarnation releases the hold the one before it left."""
-        from switchboard import stores  # noqa: PLC0415
-
-        if backend == "sqlite":
-            url = f"sqlite:{tmp_path / 'old.db'}"
-            import sqlite3  # noqa: PLC0415
-
-            with sqlite3.connect(tmp_path / "old.db") as conn:
-                conn.executescript(stores._SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
-        else:
-            import psycopg  # noqa: PLC0415
-
-            url = request.getfixturevalue("fresh_postgres")
-            with psycopg.connect(url, autocommit=True) as conn:
-                for statement in stores._SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+        url = f"sqlite:{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_postgres")
+        create_v1(url)  # the schema before versions were recorded, without the owner columns
         for left in (0, 1):
             store = open_store(url)
             try:
