@@ -783,16 +783,16 @@ class TestKeepAliveThroughAnOutage:
             tmp_path,
             ledger=pg.url,
             limiter=redis.url,
-            simulation=SimulationProfile(tokens=4000, inter_token_s=0.01),
-            hold_ttl_s=1.0,
-            lease_s=1.0,
+            simulation=SimulationProfile(tokens=6000, inter_token_s=0.01),
+            hold_ttl_s=2.0,
+            lease_s=2.0,
         )
         run = app.router.run(request("ka", "r1", pinned_model_id="gpt-5.4-nano"))
         try:
             await until(run, TextChunk)
             assert await app.limiter.in_flight("ka") == 1
             pg.stop()
-            await asyncio.sleep(3.0)  # three leases' lives: refreshed or gone by now
+            await asyncio.sleep(5.0)  # two and a half leases' lives: refreshed, or gone by now
             assert await app.limiter.in_flight("ka") == 1
         finally:
             pg.start()
