@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import glob
 import json
 import os
@@ -25,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import BIN, ServerProcess
 from structlog.testing import capture_logs
 from switchboard.catalog import load_catalog
+from switchboard.errors import BackendUnavailableError
 from switchboard.ledger import EntryKind, Ledger
 from switchboard.providers.simulated import SimulationProfile
 from switchboard.stores import open_store
@@ -39,6 +41,7 @@ from switchboard.types import (
 )
 from switchboard.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, router_pb2, router_pb2_grpc
 from test_credits import config_with_test_plans, journal_matches
+from usecase import make_app, request, run_all, until
 
 TEXT = catalog_pb2.MODALITY_TEXT
 INT64_MAX = 2**63 - 1
@@ -738,6 +741,28 @@ class TestBackendOutages:
         await channel.close()
 
     @pytest.mark.parametrize("backend", ["redis"], indirect=True)
+    async def test_first_call_after_a_limiter_restart_succeeds(
+        self, start_server: ServerFactory, backend: Restartable
+    ) -> None:
+        """Redis restarts while no call is running: its pooled connections were closed by the old
+        server, and the first calls after it is back reconnect instead of failing
+        LIMITER_UNAVAILABLE while Redis is up."""
+        handle, stub = await start_server(limiter=backend.url)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}")
+        acc = accounts_pb2_grpc.AccountServiceStub(channel)
+        assert await generate_status(stub, "before") == ("OK", "")
+        backend.stop()
+        backend.start()
+        with capture_logs() as logs:
+            assert await generate_status(stub, "after") == ("OK", "")
+            assert await status_of(acc.GetAccount(accounts_pb2.GetAccountRequest(account_id="o"), timeout=30)) == (
+                "OK",
+                "",
+            )
+        assert "limiter_unavailable" not in [e["event"] for e in logs]
+        await channel.close()
+
+    @pytest.mark.parametrize("backend", ["redis"], indirect=True)
     async def test_limiter_lost_mid_stream_does_not_fail_a_settled_stream(
         self, start_server: ServerFactory, backend: Restartable
     ) -> None:
@@ -757,6 +782,70 @@ class TestBackendOutages:
         record = await handle.app.ledger.get("m")
         assert record is not None
         assert (record.balance, record.held) == (500 - last.completion.credits_charged, 0)
+
+
+class TestKeepAliveThroughAnOutage:
+    """A stream's keep-alive refreshes its credit hold and its concurrency lease each on its own."""
+
+    async def test_ledger_down_does_not_let_the_lease_lapse(self, tmp_path: Path) -> None:
+        """PostgreSQL stops mid-stream for longer than the lease while Redis stays up: the stream's
+        Redis lease is still refreshed, so its slot stays taken and the limit holds."""
+        pg, redis = Restartable("postgresql"), Restartable("redis")
+        app = make_app(
+            tmp_path,
+            ledger=pg.url,
+            limiter=redis.url,
+            simulation=SimulationProfile(tokens=6000, inter_token_s=0.01),
+            hold_ttl_s=2.0,
+            lease_s=2.0,
+        )
+        run = app.router.run(request("ka", "r1", pinned_model_id="gpt-5.4-nano"))
+        try:
+            await until(run, TextChunk)
+            assert await app.limiter.in_flight("ka") == 1
+            pg.stop()
+            await asyncio.sleep(5.0)  # two and a half leases' lives: refreshed, or gone by now
+            assert await app.limiter.in_flight("ka") == 1
+        finally:
+            pg.start()
+            with contextlib.suppress(Exception):
+                await run.aclose()
+            await app.close()
+            pg.remove()
+            redis.remove()
+
+
+class TestStuckPeer:
+    """A peer that stops inside a transaction (a replica paused by SIGSTOP, a GC pause, a lost
+    machine whose connection is not yet dropped) keeps its row locks; calls that need them end in
+    bounded time with UNAVAILABLE instead of waiting for the peer, and nothing is charged."""
+
+    async def test_a_locked_account_row_is_unavailable_not_a_hang(self, tmp_path: Path, fresh_postgres: str) -> None:
+        import psycopg  # noqa: PLC0415
+
+        app = make_app(tmp_path, ledger=fresh_postgres)
+        await run_all(app, request("lk", "warm", pinned_model_id="gpt-5.4-nano"))
+        peer = await asyncio.to_thread(psycopg.connect, fresh_postgres)
+        try:
+            await asyncio.to_thread(peer.execute, "SELECT * FROM accounts WHERE account_id = %s FOR UPDATE", ("lk",))
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as err:
+                await asyncio.wait_for(run_all(app, request("lk", "stuck", pinned_model_id="gpt-5.4-nano")), 30)
+            assert time.monotonic() - started < 12
+            assert err.value.reason == "LEDGER_UNAVAILABLE"
+            assert not app.ledger.outage.down  # one busy row is not a ledger outage: health stays SERVING
+        finally:
+            await asyncio.to_thread(peer.rollback)
+            await asyncio.to_thread(peer.close)
+        await run_all(app, request("lk", "after", pinned_model_id="gpt-5.4-nano"))
+        after = await app.ledger.get("lk")
+        assert after is not None
+        assert after.held == 0
+        total, _, _ = await app.ledger.totals("lk")
+        assert total == after.balance
+        entries = [e for e in await app.ledger.entries("lk", 0, 100) if e.request_id == "stuck"]
+        assert entries == []
+        await app.close()
 
 
 class TestWhatIsAnOutage:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +168,8 @@ class Meter:
         self.charged = 0
         self._slot = False
         self._claim: SlotClaim | None = None
-        self._confirmed = 0.0
+        self._confirmed = [0.0, 0.0]
+        """When the hold's and the slot's refresh last succeeded (monotonic clock)."""
         self._lost = ""
         self._keepalive: asyncio.Task[None] | None = None
 
@@ -201,7 +203,7 @@ class Meter:
                 f"the {acct.plan.id} plan allows {limit} concurrent requests; wait for one to finish",
                 {"limit": str(limit), "plan_id": acct.plan.id},
             ) from None
-        self._confirmed = started
+        self._confirmed = [started, started]
         b.accounts.remember(acct.account_id, record.plan_id, record.balance)
         self._keepalive = asyncio.create_task(self._keep_alive())
 
@@ -217,7 +219,7 @@ class Meter:
         """Before output goes out: the hold and slot are still ours, or HOLD_LOST. Free while the
         keep-alive is on time; after a pause longer than half a hold's or lease's life (the
         process was stopped, the loop stalled), confirm with the ledger first."""
-        if not self._lost and time.monotonic() - self._confirmed > self.billing.settings.stale_s:
+        if not self._lost and time.monotonic() - min(self._confirmed) > self.billing.settings.stale_s:
             await self._refresh()
         if self._lost:
             raise HoldLostError(
@@ -318,25 +320,48 @@ class Meter:
 
     async def _refresh(self) -> None:
         """Push the hold's and slot's expiry back; note which one is gone when one is."""
+        outcomes = await asyncio.gather(*(refresh() for refresh in self._refreshers()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _refreshers(self) -> list[Callable[[], Awaitable[None]]]:
+        """The hold's refresh (with the slot when it lives in the ledger) and the limiter's lease
+        refresh: each runs on its own, so a ledger that cannot be reached does not let the lease
+        lapse (and the concurrency limit break) while the limiter is up, nor the reverse."""
+        if self._claim is not None:
+            return [self._refresh_hold]
+        return [self._refresh_hold, self._refresh_lease]
+
+    async def _refresh_hold(self) -> None:
         b = self.billing
-        acct, req = self.account.account_id, self.request.request_id
         started = time.monotonic()
         claim = b.limiter.claim(self.lease, 0) if self._claim is not None else None
-        hold_alive, slot_alive = await b.ledger.refresh_hold(acct, req, b.expiry_ms(), claim)
-        if claim is None:
-            slot_alive = await b.limiter.refresh(acct, self.lease)
+        hold_alive, slot_alive = await b.ledger.refresh_hold(
+            self.account.account_id, self.request.request_id, b.expiry_ms(), claim
+        )
         if not hold_alive:
-            self._lost = "credit hold"
+            self._lost = self._lost or "credit hold"
         elif not slot_alive:
-            self._lost = "concurrency slot"
+            self._lost = self._lost or "concurrency slot"
         else:
-            self._confirmed = started
+            self._confirmed = [started, started if claim is not None else self._confirmed[1]]
+
+    async def _refresh_lease(self) -> None:
+        started = time.monotonic()
+        if not await self.billing.limiter.refresh(self.account.account_id, self.lease):
+            self._lost = self._lost or "concurrency slot"
+        else:
+            self._confirmed = [self._confirmed[0], started]
 
     async def _keep_alive(self) -> None:
+        await asyncio.gather(*(self._keep(refresh) for refresh in self._refreshers()))
+
+    async def _keep(self, refresh: Callable[[], Awaitable[None]]) -> None:
         while not self._lost:
             await asyncio.sleep(self.billing.settings.keepalive_s)
             try:
-                await self._refresh()
+                await refresh()
             except BackendUnavailableError:  # the outage is logged once where it is noticed
                 pass
             except Exception:  # a failed refresh is retried next round; the hold's expiry is the backstop

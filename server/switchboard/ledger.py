@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import structlog
+
 from switchboard.errors import (
+    BackendUnavailableError,
     ExhaustedError,
     InvalidRequestError,
     NotFoundError,
@@ -42,6 +45,8 @@ from switchboard.types import Plan
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = structlog.get_logger("switchboard")
 
 MAX_CREDITS = 10**12
 """The most credits one amount may carry: a grant, a cost cap, a hold. Far below 2^63, so sums of
@@ -190,6 +195,11 @@ class Store(Protocol):
 
     def unreachable(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the database cannot be reached (rather than a bug)."""
+        ...
+
+    def busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database answers but a lock the call needs stayed taken (a
+        peer stopped inside a transaction): the call fails, but the ledger is not down."""
         ...
 
 
@@ -917,6 +927,11 @@ class AsyncLedger:
         except Exception as exc:
             if self.ledger.store.unreachable(exc):
                 raise self.outage.failed(exc) from None
+            if self.ledger.store.busy(exc):
+                log.warning("ledger_busy", error=f"{type(exc).__name__}: {exc}".strip()[:300])
+                raise BackendUnavailableError(
+                    "LEDGER_UNAVAILABLE", "the ledger did not answer in time; retry later", {"backend": "ledger"}
+                ) from None
             raise
         self.outage.succeeded()
         return result

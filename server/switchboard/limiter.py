@@ -127,7 +127,20 @@ class RedisLimiter:
         self.lease_ms = int(lease_s * 1000)
         self.prefix = prefix
         self.outage = Outage("limiter", "LIMITER_UNAVAILABLE")
-        self._redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+
+        # A pooled connection that Redis closed (it restarted) fails its next command; that command
+        # is sent again at once on a new connection, so calls do not fail while Redis is up. Every
+        # command here is idempotent (a lease is a sorted-set member named by the stream). A
+        # timeout is not retried: it would only double the wait.
+        self._redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._refresh = self._redis.register_script(_REFRESH)
         self._count = self._redis.register_script(_COUNT)

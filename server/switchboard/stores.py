@@ -144,9 +144,21 @@ class SqliteStore:
         text = str(exc).lower()
         return isinstance(exc, sqlite3.OperationalError) and any(m in text for m in _SQLITE_UNREACHABLE)
 
+    @staticmethod
+    def busy(exc: BaseException) -> bool:
+        """A lock held past the busy timeout already counts as unreachable: nothing else is busy."""
+        return False
+
 
 _PG_WAIT_S = 5.0
 """How long a ledger call waits for a PostgreSQL connection before it is LEDGER_UNAVAILABLE."""
+_PG_LOCK_WAIT_MS = 3000
+"""How long a ledger statement waits for a row lock. Ledger transactions hold their locks for
+milliseconds; a lock held for seconds belongs to a peer that stopped inside a transaction (a
+replica paused by SIGSTOP or a GC pause, a machine lost before its connection is dropped), and a
+call waiting for it would hang until the peer resumes. It ends LEDGER_UNAVAILABLE instead."""
+_PG_STATEMENT_MS = 10_000
+"""The longest one ledger statement may run (a backstop: ledger statements take milliseconds)."""
 
 
 class _PgTx:
@@ -185,13 +197,20 @@ class PostgresStore:
             max_size=workers,
             open=True,
             timeout=_PG_WAIT_S,
-            kwargs={"autocommit": False, "connect_timeout": 5},
+            kwargs={
+                "autocommit": False,
+                "connect_timeout": 5,
+                "options": f"-c lock_timeout={_PG_LOCK_WAIT_MS} -c statement_timeout={_PG_STATEMENT_MS}",
+            },
         )
         self.migrated: Migrated | None = None
         if migrate:
             try:
                 with self.transaction() as tx:
-                    tx.run("SELECT pg_advisory_xact_lock(%s)", (migrations.ADVISORY_LOCK,))  # one replica at a time
+                    # One replica at a time, however long another one's migration takes.
+                    tx.run("SET LOCAL lock_timeout = 0")
+                    tx.run("SET LOCAL statement_timeout = 0")
+                    tx.run("SELECT pg_advisory_xact_lock(%s)", (migrations.ADVISORY_LOCK,))
                     self.migrated = migrations.migrate(tx, "postgresql")
             except BaseException:
                 self._pool.close()
@@ -226,6 +245,14 @@ class PostgresStore:
         # connection broke); a deadlock or serialization failure is not an outage.
         state = getattr(exc, "sqlstate", None) or ""
         return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+
+    @staticmethod
+    def busy(exc: BaseException) -> bool:
+        """A statement gave up waiting for a row lock (``lock_timeout``) or ran past
+        ``statement_timeout``: the database answers, but a peer holds what the call needs."""
+        import psycopg  # noqa: PLC0415
+
+        return isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
 
 
 def open_store(url: str, pool: int = 8) -> SqliteStore | PostgresStore:
