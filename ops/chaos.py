@@ -57,6 +57,9 @@ class Profile:
     faulty_replicas: int  # how many replicas the provider-fault phase restarts into failure injection
 
 
+RECOVERY_S = 15.0
+"""How long after a fault's end every replica has to serve again (health SERVING on each worker)."""
+
 SMOKE = Profile(accounts=3, per_account=3, warm_s=1.0, tail_s=2.5, outage_s=1.5, faulty_replicas=1)
 FULL = Profile(accounts=8, per_account=3, warm_s=5.0, tail_s=8.0, outage_s=3.0, faulty_replicas=2)
 
@@ -144,6 +147,7 @@ class Chaos:
         recovered_at = time.monotonic()
         await asyncio.sleep(prof.tail_s)
         record = await load.stop()
+        await self.wait_serving(RECOVERY_S)
         reader = next((r for r in self.replicas if r.serving()), None)
         result = PhaseResult(name, calls=len(record.calls), ok=sum(c.code == "OK" for c in record.calls))
         slowest = max(record.calls, key=lambda c: c.end - c.start, default=None)
@@ -175,6 +179,17 @@ class Chaos:
             self.recovered(record.calls, recovered_at),
         ]
         return result
+
+    async def wait_serving(self, within: float) -> None:
+        """Give every live replica up to ``within`` seconds to report SERVING again: a worker
+        learns that the ledger is back at its next ledger call or sweep, and a connection pool
+        retries with back-off, so recovery is bounded, not instant."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            live = [r for r in self.replicas if r.alive()]
+            if all(await asyncio.gather(*(asyncio.to_thread(r.serving) for r in live))):
+                return
+            await asyncio.sleep(0.25)
 
     def recovered(self, calls: list[Call], since: float) -> Check:
         """After the fault ended, every replica serves, and each completed a stream."""
